@@ -1,0 +1,186 @@
+//! Piece geometry and the wrapped piece format (PROTOCOL.md §5).
+
+use std::fmt;
+use std::str::FromStr;
+
+use md5::{Digest, Md5};
+
+pub const MIB: u64 = 1024 * 1024;
+/// 4-byte header + 1-byte trailer around every piece payload.
+pub const PIECE_OVERHEAD: u64 = 5;
+pub const PIECE_TRAILER: u8 = 0x7f;
+pub const DEFAULT_PIECE_SIZE: u64 = 4 * MIB;
+pub const MAX_PIECE_SIZE: u64 = 15 * MIB;
+
+/// Piece size for a source of `http_len` bytes (§5.1).
+pub fn piece_size_for(http_len: i64) -> u64 {
+    if http_len <= 200 * MIB as i64 {
+        return DEFAULT_PIECE_SIZE;
+    }
+    let len = http_len as u64;
+    ((len / (100 * MIB) + 2) * MIB).min(MAX_PIECE_SIZE)
+}
+
+/// Geometry of one task's CDN file, derived from source length and piece size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceLayout {
+    pub http_len: u64,
+    pub piece_size: u64,
+}
+
+impl PieceLayout {
+    pub fn new(http_len: u64, piece_size: u64) -> Self {
+        PieceLayout { http_len, piece_size }
+    }
+
+    pub fn payload_size(&self) -> u64 {
+        self.piece_size - PIECE_OVERHEAD
+    }
+
+    /// Number of pieces; an empty source still has one (§5.2).
+    pub fn piece_count(&self) -> u64 {
+        self.http_len.div_ceil(self.payload_size()).max(1)
+    }
+
+    /// Length of the CDN (wrapped) file.
+    pub fn file_length(&self) -> u64 {
+        self.http_len + PIECE_OVERHEAD * self.piece_count()
+    }
+
+    /// Payload bytes of piece `n`.
+    pub fn payload_len(&self, n: u64) -> u64 {
+        let start = n * self.payload_size();
+        self.http_len.saturating_sub(start).min(self.payload_size())
+    }
+
+    /// Bytes of piece `n` in the CDN file.
+    pub fn wrapped_len(&self, n: u64) -> u64 {
+        self.payload_len(n) + PIECE_OVERHEAD
+    }
+
+    /// The full-slot range handed out for piece `n` (§5.3).
+    pub fn slot(&self, n: u64) -> PieceRange {
+        PieceRange { start: n * self.piece_size, end: n * self.piece_size + self.piece_size - 1 }
+    }
+}
+
+/// The 4-byte big-endian header: `dataLen | pieceSize << 4` (§5.4).
+pub fn piece_header(data_len: u64, piece_size: u64) -> [u8; 4] {
+    ((data_len as u32) | ((piece_size as u32) << 4)).to_be_bytes()
+}
+
+/// `md5hex:wrappedLen` of a wrapped piece (§5.5).
+pub fn piece_md5_string(md5: &[u8], wrapped_len: u64) -> String {
+    format!("{}:{}", hex::encode(md5), wrapped_len)
+}
+
+/// md5 of a whole wrapped piece, computed from its parts.
+pub fn wrapped_piece_md5(payload: &[u8], piece_size: u64) -> [u8; 16] {
+    let mut h = Md5::new();
+    h.update(piece_header(payload.len() as u64, piece_size));
+    h.update(payload);
+    h.update([PIECE_TRAILER]);
+    h.finalize().into()
+}
+
+/// A byte range `start-end` (inclusive) in CDN coordinates (§5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PieceRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl PieceRange {
+    /// `start / (end - start + 1)`.
+    pub fn piece_num(&self) -> u64 {
+        self.start / (self.end - self.start + 1)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid piece range {0:?}: expected <start>-<end> with end >= start")]
+pub struct PieceRangeError(pub String);
+
+impl FromStr for PieceRange {
+    type Err = PieceRangeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || PieceRangeError(s.to_string());
+        let (a, b) = s.split_once('-').ok_or_else(err)?;
+        let digits = |x: &str| !x.is_empty() && x.len() <= 19 && x.bytes().all(|c| c.is_ascii_digit());
+        if !digits(a) || !digits(b) {
+            return Err(err());
+        }
+        let start: u64 = a.parse().map_err(|_| err())?;
+        let end: u64 = b.parse().map_err(|_| err())?;
+        if end < start {
+            return Err(err());
+        }
+        Ok(PieceRange { start, end })
+    }
+}
+
+impl fmt::Display for PieceRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn piece_sizes() {
+        assert_eq!(piece_size_for(-1), 4 * MIB);
+        assert_eq!(piece_size_for(0), 4 * MIB);
+        assert_eq!(piece_size_for(200 * MIB as i64), 4 * MIB);
+        assert_eq!(piece_size_for(201 * MIB as i64), 4 * MIB);
+        assert_eq!(piece_size_for(300 * MIB as i64), 5 * MIB);
+        assert_eq!(piece_size_for(1024 * MIB as i64), 12 * MIB);
+        assert_eq!(piece_size_for(1300 * MIB as i64), 15 * MIB);
+        assert_eq!(piece_size_for(5000 * MIB as i64), 15 * MIB);
+    }
+
+    #[test]
+    fn lengths() {
+        let l = PieceLayout::new(64 * MIB, 4 * MIB);
+        assert_eq!(l.piece_count(), 17);
+        assert_eq!(l.file_length(), 67_108_949);
+        let l = PieceLayout::new(10 * MIB, 4 * MIB);
+        assert_eq!(l.piece_count(), 3);
+        assert_eq!(l.file_length(), 10_485_775);
+        assert_eq!(l.wrapped_len(2), 2_097_167);
+        let l = PieceLayout::new(0, 4 * MIB);
+        assert_eq!(l.piece_count(), 1);
+        assert_eq!(l.file_length(), 5);
+        assert_eq!(l.slot(16).to_string(), "67108864-71303167");
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(piece_header(4 * MIB - 5, 4 * MIB), 0x043F_FFFBu32.to_be_bytes());
+        assert_eq!(piece_header(2_097_162, 4 * MIB), 0x0420_000Au32.to_be_bytes());
+        assert_eq!(piece_header(0, 4 * MIB), [4, 0, 0, 0]);
+    }
+
+    #[test]
+    fn ranges() {
+        let r: PieceRange = "4194304-8388607".parse().unwrap();
+        assert_eq!(r.piece_num(), 1);
+        assert!("".parse::<PieceRange>().is_err());
+        assert!("5-4".parse::<PieceRange>().is_err());
+        assert!("-1-4".parse::<PieceRange>().is_err());
+        assert!("1-2-3".parse::<PieceRange>().is_err());
+        assert!("+1-4".parse::<PieceRange>().is_err());
+        assert!("99999999999999999999-1".parse::<PieceRange>().is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! Configuration: defaults < config file (TOML) < environment (`SUPERNODE_*`) < flags.
+//!
+//! Every key, with its default, is documented in the repository's `config.toml`.
+//! Each component's section is its own struct with its own defaults.
+
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Command-line flags; each may also come from its `SUPERNODE_*` environment variable.
+#[derive(Parser, Debug, Default, Clone)]
+#[command(name = "supernode", version, about = "Dragonfly 1.x compatible supernode: scheduler and CDN")]
+pub struct Cli {
+    /// Control API port (dfget, Harbor, ops).
+    #[arg(long, env = "SUPERNODE_PORT")]
+    pub port: Option<u16>,
+    /// Port serving cached pieces (advertised to clients as the super peer's port).
+    #[arg(long, env = "SUPERNODE_DOWNLOAD_PORT")]
+    pub download_port: Option<u16>,
+    /// Home directory: cache under `<home>/repo`, state files beside it.
+    #[arg(long, env = "SUPERNODE_HOME_DIR")]
+    pub home_dir: Option<PathBuf>,
+    /// IPv4 address announced to clients for CDN pieces and in the super CID.
+    #[arg(long, env = "SUPERNODE_ADVERTISE_IP")]
+    pub advertise_ip: Option<Ipv4Addr>,
+    /// Address both listeners bind to.
+    #[arg(long, env = "SUPERNODE_LISTEN_HOST")]
+    pub listen_host: Option<IpAddr>,
+    /// TOML configuration file.
+    #[arg(long, env = "SUPERNODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "SUPERNODE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Debug logging.
+    #[arg(long, env = "SUPERNODE_DEBUG")]
+    pub debug: bool,
+}
+
+/// `[server]`: listeners, identity, logging and request limits.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub port: u16,
+    pub download_port: u16,
+    pub listen_host: IpAddr,
+    /// Empty: the first non-loopback IPv4 address of the host, else 127.0.0.1.
+    pub advertise_ip: Option<Ipv4Addr>,
+    /// Empty: `<user data dir>/supernode`.
+    pub home_dir: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub debug: bool,
+    /// Largest request body accepted (bytes); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Most peers kept at once; registrations beyond it are refused.
+    pub max_peers: usize,
+    /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            port: 8002,
+            download_port: 8001,
+            listen_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            advertise_ip: None,
+            home_dir: None,
+            log_format: LogFormat::Text,
+            debug: false,
+            max_body_bytes: 1024 * 1024,
+            max_peers: 100_000,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// The whole file. Unknown sections or keys are an error, so typos do not pass silently.
+#[derive(Clone, Debug, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+}
+
+/// Fully resolved settings the server runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub config: Config,
+    pub home_dir: PathBuf,
+    pub advertise_ip: Ipv4Addr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: key `{key}`: {message}")]
+    Parse { path: PathBuf, key: String, message: String },
+    #[error("home dir {path}: {source}")]
+    HomeDir { path: PathBuf, source: std::io::Error },
+}
+
+impl Config {
+    /// Parses a TOML document; errors name the offending key.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                key: if key == "." { "(document)".into() } else { key },
+                message: inner.message().trim().to_string(),
+            }
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::from_toml(path, &text)
+    }
+}
+
+impl Settings {
+    /// Applies the precedence flags > environment > file > defaults and creates the home dir.
+    pub fn resolve(cli: &Cli) -> Result<Settings, ConfigError> {
+        let mut config = match &cli.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let s = &mut config.server;
+        if let Some(v) = cli.port {
+            s.port = v;
+        }
+        if let Some(v) = cli.download_port {
+            s.download_port = v;
+        }
+        if let Some(v) = &cli.home_dir {
+            s.home_dir = Some(v.clone());
+        }
+        if let Some(v) = cli.advertise_ip {
+            s.advertise_ip = Some(v);
+        }
+        if let Some(v) = cli.listen_host {
+            s.listen_host = v;
+        }
+        if let Some(v) = cli.log_format {
+            s.log_format = v;
+        }
+        if cli.debug {
+            s.debug = true;
+        }
+        let home_dir = s.home_dir.clone().unwrap_or_else(default_home_dir);
+        std::fs::create_dir_all(&home_dir).map_err(|source| ConfigError::HomeDir { path: home_dir.clone(), source })?;
+        let advertise_ip = s.advertise_ip.unwrap_or_else(first_non_loopback_ipv4);
+        Ok(Settings { config, home_dir, advertise_ip })
+    }
+}
+
+fn default_home_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("supernode")
+}
+
+/// The source address the kernel would use for an outbound route; no packet is sent
+/// (UDP connect only selects a route). Falls back to loopback on an isolated host.
+fn first_non_loopback_ipv4() -> Ipv4Addr {
+    let probe = || -> Option<Ipv4Addr> {
+        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+        sock.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+        match sock.local_addr().ok()?.ip() {
+            IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Some(ip),
+            _ => None,
+        }
+    };
+    probe().unwrap_or(Ipv4Addr::LOCALHOST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_type_names_key() {
+        let err = Config::from_toml(Path::new("x.toml"), "[server]\nport = \"abc\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("x.toml") && text.contains("server.port"), "{text}");
+    }
+
+    #[test]
+    fn unknown_key_is_error() {
+        let err = Config::from_toml(Path::new("x.toml"), "[server]\nprot = 1\n").unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_parses_to_defaults() {
+        let text = include_str!("../config.toml");
+        assert_eq!(Config::from_toml(Path::new("config.toml"), text).unwrap(), Config::default());
+    }
+}

@@ -1,0 +1,88 @@
+//! Request plumbing shared by every route: the `/v<version>` prefix, one tracing span
+//! per request, and the Prometheus HTTP metrics labelled by route template.
+
+use std::time::Instant;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Uri;
+use actix_web::middleware::Next;
+use actix_web::web;
+use tracing::Instrument;
+
+use super::AppState;
+
+/// `/v1.24/peer/registry` → `/peer/registry` (§1.2): digits and dots after a `v`.
+fn unversioned(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v")?;
+    let end = rest.find('/')?;
+    let version = &rest[..end];
+    let ok = !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.') && version.as_bytes()[0].is_ascii_digit();
+    ok.then(|| &rest[end..])
+}
+
+/// Rewrites a version-prefixed path before routing, as `NormalizePath` does.
+pub async fn strip_version_prefix(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let uri = req.uri().clone();
+    if let Some(path) = unversioned(uri.path()) {
+        let pq = match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        if let Ok(new_uri) = pq.parse::<Uri>() {
+            req.head_mut().uri = new_uri.clone();
+            req.match_info_mut().get_mut().update(&new_uri);
+        }
+    }
+    next.call(req).await
+}
+
+/// One span per request; counts and times it under its route template.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let request_size = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let span = tracing::info_span!("http", method = %req.method(), path = %req.path(), status = tracing::field::Empty);
+    let res = next.call(req).instrument(span.clone()).await?;
+    let handler = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let status = res.status();
+    span.record("status", status.as_u16());
+    let elapsed = started.elapsed();
+    if let Some(state) = state {
+        let m = &state.metrics;
+        m.http_requests.with_label_values(&[status.as_str(), &handler]).inc();
+        m.http_duration.with_label_values(&[&handler]).observe(elapsed.as_secs_f64());
+        m.http_request_size.with_label_values(&[&handler]).observe(request_size);
+        if let BodySize::Sized(n) = res.response().body().size() {
+            m.http_response_size.with_label_values(&[&handler]).observe(n as f64);
+        }
+    }
+    span.in_scope(|| tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "request done"));
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unversioned;
+
+    #[test]
+    fn version_prefix() {
+        assert_eq!(unversioned("/v1.24/_ping"), Some("/_ping"));
+        assert_eq!(unversioned("/v1.0/api/v1/peers"), Some("/api/v1/peers"));
+        assert_eq!(unversioned("/v1/x"), Some("/x"));
+        assert_eq!(unversioned("/version"), None);
+        assert_eq!(unversioned("/vx/_ping"), None);
+        assert_eq!(unversioned("/v/_ping"), None);
+    }
+}

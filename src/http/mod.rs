@@ -1,0 +1,40 @@
+//! The control API: handlers only parse and validate the wire request, send a typed
+//! message to an actor and render the reply.
+
+pub mod error;
+pub mod json;
+mod middleware;
+mod peers;
+mod system;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::web;
+use supernode_actors::metrics::Metrics;
+use supernode_actors::PeerRegistry;
+
+/// What every handler may reach: actor addresses and a few settings.
+pub struct AppState {
+    pub peers: Addr<PeerRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+}
+
+pub use middleware::{observe, strip_version_prefix};
+
+/// Registers every control-API route (unversioned; the prefix is stripped before routing).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    system::routes(cfg);
+    peers::routes(cfg);
+}
+
+/// Go's answer for an unknown path (§1.3).
+pub async fn not_found() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("404 page not found\n")
+}
+
+/// Build identity, for `/version` and the build-info gauge.
+pub fn system_version() -> &'static system::DragonflyVersion {
+    &system::VERSION
+}

@@ -1,0 +1,68 @@
+//! `/_ping`, `/version`, `/metrics` (§3.8).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use prometheus::{Encoder, TextEncoder};
+use serde::Serialize;
+
+use super::json::json_response;
+use super::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/_ping").route(web::get().to(ping)))
+        .service(web::resource("/version").route(web::get().to(version)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)));
+}
+
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("OK")
+}
+
+/// DragonflyVersion; keys capitalised as Go's.
+#[derive(Serialize)]
+pub struct DragonflyVersion {
+    #[serde(rename = "Version")]
+    pub version: &'static str,
+    #[serde(rename = "Revision", skip_serializing_if = "str::is_empty")]
+    pub revision: &'static str,
+    #[serde(rename = "BuildDate")]
+    pub build_date: &'static str,
+    #[serde(rename = "GoVersion")]
+    pub go_version: &'static str,
+    #[serde(rename = "OS")]
+    pub os: &'static str,
+    #[serde(rename = "Arch")]
+    pub arch: &'static str,
+}
+
+pub const VERSION: DragonflyVersion = DragonflyVersion {
+    version: env!("CARGO_PKG_VERSION"),
+    revision: env!("SUPERNODE_GIT_REVISION"),
+    build_date: env!("SUPERNODE_BUILD_DATE"),
+    go_version: env!("SUPERNODE_RUSTC_VERSION"),
+    os: std::env::consts::OS,
+    arch: go_arch(),
+};
+
+/// Go's names for the architectures (`amd64`, `arm64`), which dashboards expect.
+const fn go_arch() -> &'static str {
+    match std::env::consts::ARCH.as_bytes() {
+        b"x86_64" => "amd64",
+        b"aarch64" => "arm64",
+        b"x86" => "386",
+        _ => std::env::consts::ARCH,
+    }
+}
+
+async fn version() -> HttpResponse {
+    json_response(StatusCode::OK, &VERSION)
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let families = state.metrics.registry.gather();
+    let mut buf = Vec::new();
+    match TextEncoder::new().encode(&families, &mut buf) {
+        Ok(()) => HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(buf),
+        Err(e) => HttpResponse::InternalServerError().body(format!("encoding metrics: {e}")),
+    }
+}
