@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
+use supernode_actors::cdn::CdnConfig;
+use supernode_actors::scheduler::SchedulerConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +92,23 @@ impl Default for ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub cdn: CdnConfig,
+    pub scheduler: SchedulerConfig,
+    pub tasks: TasksConfig,
+}
+
+/// `[tasks]`: limits on the task registry.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Most tasks kept at once; registrations of new tasks beyond it are refused.
+    pub max_tasks: usize,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig { max_tasks: 10_000 }
+    }
 }
 
 /// Fully resolved settings the server runs with.

@@ -3,40 +3,51 @@
 //! [`start`] directly to run a real server on ephemeral ports.
 
 pub mod config;
+pub mod download;
 pub mod http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
+use actix::{Actor, Arbiter, AsyncContext, Context};
 use actix_web::dev::ServerHandle;
-use tokio::task::JoinHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use supernode_actors::cdn::store::CacheStore;
+use supernode_actors::cdn::CdnManager;
 use supernode_actors::metrics::Metrics;
 use supernode_actors::peer_registry::RegisterPeer;
+use supernode_actors::scheduler::PieceScheduler;
+use supernode_actors::task_manager::{TaskLimits, TaskManager};
 use supernode_actors::PeerRegistry;
+use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::http::AppState;
 
-/// A started server: its bound addresses and the handle to stop it.
+/// A started server: its bound addresses and the handles to stop it.
 pub struct RunningServer {
     pub control_addr: SocketAddr,
-    control: ServerHandle,
-    control_task: JoinHandle<std::io::Result<()>>,
+    pub download_addr: SocketAddr,
+    handles: Vec<ServerHandle>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
 impl RunningServer {
     /// Waits until the listeners stop (SIGINT/SIGTERM or [`RunningServer::stop`]).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.control_task.await.map_err(std::io::Error::other)?
+        for t in self.tasks {
+            t.await.map_err(std::io::Error::other)??;
+        }
+        Ok(())
     }
 
     /// Stops the listeners; `graceful` lets in-flight requests finish.
     pub async fn stop(&self, graceful: bool) {
-        self.control.stop(graceful).await;
+        for h in &self.handles {
+            h.stop(graceful).await;
+        }
     }
 }
 
@@ -44,22 +55,29 @@ impl RunningServer {
 pub enum StartError {
     #[error("binding {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cache directory under {home}: {source}")]
+    Cache { home: String, source: std::io::Error },
     #[error("registering the super peer: {0}")]
     SuperPeer(String),
 }
 
-/// Starts the actors and the listeners. Must run inside an actix system.
+/// Starts the actors and both listeners. Must run inside an actix system.
 pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
-    let server_cfg = &settings.config.server;
+    let cfg = &settings.config;
+    let server_cfg = &cfg.server;
     let metrics = Arc::new(Metrics::new());
-    let v = &http::system_version();
+    let v = http::system_version();
     metrics.build_info.with_label_values(&[v.version, v.revision, v.os, v.arch, v.go_version]).set(1.0);
 
+    let store = CacheStore::open(&settings.home_dir)
+        .map_err(|source| StartError::Cache { home: settings.home_dir.display().to_string(), source })?;
+    let cached = store.scan();
+    tracing::info!(files = cached.len(), dir = %store.root().display(), "cache loaded");
+
     let peers = PeerRegistry::new(metrics.clone(), server_cfg.max_peers).start();
-    let host_name = hostname();
-    peers
+    let (super_peer, _) = peers
         .send(RegisterPeer {
-            host_name,
+            host_name: hostname(),
             ip: settings.advertise_ip,
             port: server_cfg.download_port,
             version: v.version.to_string(),
@@ -69,8 +87,32 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         .map_err(|e| StartError::SuperPeer(e.to_string()))?
         .map_err(|e| StartError::SuperPeer(e.to_string()))?;
 
-    let state = web::Data::new(AppState { peers, metrics, max_body_bytes: server_cfg.max_body_bytes });
+    // Bind first: the download port's real number (it may be 0 in tests) is what clients are told.
+    let download_bind = SocketAddr::new(server_cfg.listen_host, server_cfg.download_port);
     let control_bind = SocketAddr::new(server_cfg.listen_host, server_cfg.port);
+    let download_listener =
+        std::net::TcpListener::bind(download_bind).map_err(|source| StartError::Bind { addr: download_bind, source })?;
+    let download_addr = download_listener.local_addr().map_err(|source| StartError::Bind { addr: download_bind, source })?;
+
+    let scheduler =
+        PieceScheduler::new(cfg.scheduler.clone(), super_peer.id, settings.advertise_ip, download_addr.port(), metrics.clone()).start();
+    let tasks_ctx = Context::<TaskManager>::new();
+    let tasks_addr = tasks_ctx.address();
+    let cdn = {
+        let (cdn_cfg, cached, metrics) = (cfg.cdn.clone(), cached.clone(), metrics.clone());
+        let (opened, finished, pieces) = (tasks_addr.clone().recipient(), tasks_addr.clone().recipient(), scheduler.clone().recipient());
+        CdnManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            CdnManager::new(store, cdn_cfg, cached, opened, finished, pieces, metrics)
+        })
+    };
+    let limits = TaskLimits {
+        max_tasks: cfg.tasks.max_tasks,
+        fail_access_interval: cfg.cdn.fail_access_interval,
+        open_wait: cfg.cdn.source_head_timeout + cfg.cdn.source_connect_timeout,
+    };
+    let tasks = tasks_ctx.run(TaskManager::new(&cached, cdn.clone(), scheduler.clone().recipient(), metrics.clone(), limits));
+
+    let state = web::Data::new(AppState { peers, tasks, cdn: cdn.clone(), scheduler, metrics, max_body_bytes: server_cfg.max_body_bytes });
     let control = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -85,11 +127,22 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     .bind(control_bind)
     .map_err(|source| StartError::Bind { addr: control_bind, source })?;
     let control_addr = control.addrs()[0];
+
+    let download_state = web::Data::new(download::DownloadState { cdn });
+    let download = HttpServer::new(move || {
+        App::new().app_data(download_state.clone()).configure(download::routes).default_service(web::to(http::not_found))
+    })
+    .keep_alive(Duration::from_secs(600))
+    .shutdown_timeout(server_cfg.shutdown_timeout_secs)
+    .listen(download_listener)
+    .map_err(|source| StartError::Bind { addr: download_bind, source })?;
+
     let control = control.run();
-    let control_handle = control.handle();
-    let control_task = actix_web::rt::spawn(control);
-    tracing::info!(%control_addr, home = %settings.home_dir.display(), advertise_ip = %settings.advertise_ip, "supernode listening");
-    Ok(RunningServer { control_addr, control: control_handle, control_task })
+    let download = download.run();
+    let handles = vec![control.handle(), download.handle()];
+    let tasks = vec![actix_web::rt::spawn(control), actix_web::rt::spawn(download)];
+    tracing::info!(%control_addr, %download_addr, home = %settings.home_dir.display(), advertise_ip = %settings.advertise_ip, "supernode listening");
+    Ok(RunningServer { control_addr, download_addr, handles, tasks })
 }
 
 fn hostname() -> String {

@@ -4,10 +4,14 @@
 //! sends the typed messages defined next to each actor, and renders replies.
 //! Each actor owns its state; they talk only through messages.
 
+pub mod cdn;
+pub mod events;
 pub mod ids;
 pub mod metrics;
 pub mod peer_registry;
 pub mod piece;
+pub mod scheduler;
+pub mod task_manager;
 
 pub use ids::{PeerId, TaskId};
 pub use peer_registry::PeerRegistry;

@@ -13,6 +13,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
+    /// The source (origin) failed; the request itself was fine.
+    #[error("{0}")]
+    BadGateway(String),
     /// An actor is gone (only during shutdown).
     #[error("service is shutting down")]
     Unavailable,
@@ -38,6 +41,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -47,5 +51,13 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         let message = self.to_string();
         super::json::json_response(status, &ErrorBody { code: status.as_u16(), message: &message })
+    }
+}
+
+impl ApiError {
+    /// This error's status with a specific message.
+    pub fn into_reply(self, message: &str) -> HttpResponse {
+        let status = self.status_code();
+        super::json::json_response(status, &ErrorBody { code: status.as_u16(), message })
     }
 }

@@ -5,18 +5,28 @@ pub mod error;
 pub mod json;
 mod middleware;
 mod peers;
+mod registry;
+mod result;
+mod schedule;
 mod system;
+mod tasks;
 
 use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::web;
+use supernode_actors::cdn::CdnManager;
 use supernode_actors::metrics::Metrics;
+use supernode_actors::scheduler::PieceScheduler;
+use supernode_actors::task_manager::TaskManager;
 use supernode_actors::PeerRegistry;
 
 /// What every handler may reach: actor addresses and a few settings.
 pub struct AppState {
     pub peers: Addr<PeerRegistry>,
+    pub tasks: Addr<TaskManager>,
+    pub cdn: Addr<CdnManager>,
+    pub scheduler: Addr<PieceScheduler>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
 }
@@ -27,6 +37,10 @@ pub use middleware::{observe, strip_version_prefix};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     system::routes(cfg);
     peers::routes(cfg);
+    registry::routes(cfg);
+    schedule::routes(cfg);
+    schedule::task_metrics::routes(cfg);
+    tasks::routes(cfg);
 }
 
 /// Go's answer for an unknown path (§1.3).

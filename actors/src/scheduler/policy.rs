@@ -1,0 +1,79 @@
+//! The piece hand-out policy: which pieces a client gets next and from whom.
+//!
+//! Kept apart from the actor so it can be read, tested and swapped on its own.
+//! The default follows Go's order (rarest first, then closest to the pieces the
+//! client is already fetching) and picks, among the peers holding a piece, the
+//! least-loaded uploader under the per-uploader limit; the CDN only when no peer can.
+
+use rand::Rng;
+
+/// A piece the client may fetch: held by the CDN, not held or running for the client.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidatePiece {
+    pub num: u64,
+    /// Peers holding it (rarity).
+    pub holders: usize,
+}
+
+/// A peer able to serve a piece, with its uploader's current load.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidateSource {
+    pub index: usize,
+    pub load: u32,
+}
+
+pub trait HandOutPolicy: Send {
+    /// Orders candidates in place, best first; `running` are the piece numbers the client is fetching.
+    fn order(&self, candidates: &mut Vec<CandidatePiece>, running: &[u64]);
+    /// Picks one of the eligible peer sources (all under the upload limit), or `None` for the CDN.
+    fn pick_peer(&self, sources: &[CandidateSource]) -> Option<usize>;
+}
+
+/// Rarest first, then nearest to the mean of the running pieces, ties at random;
+/// the least-loaded eligible peer, ties at random.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RarestFirst;
+
+impl HandOutPolicy for RarestFirst {
+    fn order(&self, candidates: &mut Vec<CandidatePiece>, running: &[u64]) {
+        let centre = if running.is_empty() { 0 } else { running.iter().sum::<u64>() / running.len() as u64 };
+        let mut rng = rand::thread_rng();
+        let mut keyed: Vec<(usize, u64, u32, CandidatePiece)> =
+            candidates.iter().map(|c| (c.holders, c.num.abs_diff(centre), rng.gen::<u32>(), *c)).collect();
+        keyed.sort_unstable_by_key(|k| (k.0, k.1, k.2));
+        candidates.clear();
+        candidates.extend(keyed.into_iter().map(|k| k.3));
+    }
+
+    fn pick_peer(&self, sources: &[CandidateSource]) -> Option<usize> {
+        let min = sources.iter().map(|s| s.load).min()?;
+        let best: Vec<&CandidateSource> = sources.iter().filter(|s| s.load == min).collect();
+        let pick = best[rand::thread_rng().gen_range(0..best.len())];
+        Some(pick.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rarest_then_nearest() {
+        let mut c = vec![
+            CandidatePiece { num: 0, holders: 2 },
+            CandidatePiece { num: 9, holders: 0 },
+            CandidatePiece { num: 5, holders: 0 },
+            CandidatePiece { num: 1, holders: 1 },
+        ];
+        RarestFirst.order(&mut c, &[4, 6]);
+        let order: Vec<u64> = c.iter().map(|p| p.num).collect();
+        assert_eq!(order, [5, 9, 1, 0]);
+    }
+
+    #[test]
+    fn least_loaded_peer() {
+        let s = [CandidateSource { index: 3, load: 2 }, CandidateSource { index: 7, load: 0 }];
+        assert_eq!(RarestFirst.pick_peer(&s), Some(7));
+        assert_eq!(RarestFirst.pick_peer(&[]), None);
+    }
+}

@@ -1,0 +1,287 @@
+//! `POST /peer/registry` (§3.1, §6.1, §16 P7, P8, P11).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use actix_web::http::Uri;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use supernode_actors::peer_registry::RegisterPeer;
+use supernode_actors::scheduler::RegisterClient;
+use supernode_actors::task_manager::{RegisterError, RegisterTask, TaskSpec};
+
+use super::error::ApiError;
+use super::json::{bind_json, bind_value, read_body, struct_fields};
+use super::result::{registry_bad_request, result, result_msg, ResultCode};
+use super::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/peer/registry").route(web::post().to(register)));
+}
+
+/// TaskRegisterRequest: declared names; dfget sends `cid`, `ip`, `rawUrl`, … (matched ignoring case).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct TaskRegisterRequest {
+    #[serde(rename = "cID")]
+    cid: String,
+    #[serde(rename = "IP")]
+    ip: String,
+    #[serde(rename = "hostName")]
+    host_name: String,
+    port: i64,
+    path: String,
+    #[serde(rename = "rawURL")]
+    raw_url: String,
+    #[serde(rename = "taskURL")]
+    task_url: String,
+    #[serde(rename = "superNodeIp")]
+    super_node_ip: String,
+    md5: String,
+    identifier: String,
+    #[serde(rename = "callSystem")]
+    call_system: Option<String>,
+    version: String,
+    headers: Vec<String>,
+    dfdaemon: bool,
+    insecure: bool,
+    #[serde(rename = "rootCAs")]
+    root_cas: Vec<String>,
+    #[serde(rename = "taskId")]
+    task_id: String,
+    #[serde(rename = "fileLength")]
+    file_length: i64,
+    #[serde(rename = "asSeed")]
+    as_seed: bool,
+    pattern: String,
+}
+
+#[derive(Serialize)]
+struct RegisterData {
+    #[serde(rename = "taskId")]
+    task_id: String,
+    #[serde(rename = "fileLength")]
+    file_length: i64,
+    #[serde(rename = "pieceSize")]
+    piece_size: u64,
+    #[serde(rename = "cdnSource")]
+    cdn_source: &'static str,
+    #[serde(rename = "asSeed")]
+    as_seed: bool,
+    #[serde(rename = "seedTaskID")]
+    seed_task_id: String,
+}
+
+fn is_form(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+/// Form bodies of 0.2.x clients: keys matched to field names ignoring case, repeated `headers`.
+fn form_to_value(body: &[u8]) -> Result<Value, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(body).map_err(|e| ApiError::BadRequest(format!("malformed form body: {e}")))?;
+    let fields = struct_fields::<TaskRegisterRequest>();
+    let mut map = Map::new();
+    for (key, value) in pairs {
+        let Some(field) = fields.iter().find(|f| f.eq_ignore_ascii_case(&key)) else { continue };
+        let v = match *field {
+            "port" | "fileLength" => Value::from(
+                value.trim().parse::<i64>().map_err(|_| ApiError::BadRequest(format!("{field}: {value:?} is not an integer")))?,
+            ),
+            "dfdaemon" | "insecure" | "asSeed" => Value::from(
+                value.parse::<bool>().map_err(|_| ApiError::BadRequest(format!("{field}: {value:?} is not true or false")))?,
+            ),
+            "headers" | "rootCAs" => {
+                let entry = map.entry(field.to_string()).or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(list) = entry {
+                    list.push(Value::from(value));
+                }
+                continue;
+            }
+            _ => Value::from(value),
+        };
+        map.insert(field.to_string(), v);
+    }
+    Ok(Value::Object(map))
+}
+
+/// `"Name: value"` list → map (§3.1): split at the first `:`, trim, drop empty, join repeats with `,`.
+pub fn header_list_to_map(list: &[String]) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for entry in list {
+        let Some((k, v)) = entry.split_once(':') else { continue };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || v.is_empty() {
+            continue;
+        }
+        map.entry(k.to_string()).and_modify(|old| {
+            old.push(',');
+            old.push_str(v);
+        }).or_insert_with(|| v.to_string());
+    }
+    map
+}
+
+/// An absolute http(s) URL with a host.
+pub fn check_source_url(field: &str, url: &str) -> Result<(), ApiError> {
+    let uri: Uri = url.parse().map_err(|e| ApiError::BadRequest(format!("{field}: {url:?} is not a URL: {e}")))?;
+    let scheme_ok = uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+        return Err(ApiError::BadRequest(format!("{field}: {url:?} must be an http or https URL with a host")));
+    }
+    Ok(())
+}
+
+/// Base64 PEM certificates → bytes.
+pub fn decode_root_cas(list: &[String]) -> Result<Vec<Vec<u8>>, ApiError> {
+    list.iter()
+        .map(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .map_err(|e| ApiError::BadRequest(format!("rootCAs: not base64: {e}")))
+        })
+        .collect()
+}
+
+struct Validated {
+    ip: Ipv4Addr,
+    port: u16,
+    spec: TaskSpec,
+}
+
+fn validate(r: &TaskRegisterRequest) -> Result<Validated, ApiError> {
+    if r.cid.is_empty() {
+        return Err(ApiError::BadRequest("cID: empty value".into()));
+    }
+    let ip = super::peers::parse_ipv4("IP", &r.ip)?;
+    let port = match r.port {
+        0 => 0,
+        p => super::peers::check_port("port", p)?,
+    };
+    if r.path.is_empty() {
+        return Err(ApiError::BadRequest("path: empty value".into()));
+    }
+    check_source_url("rawURL", &r.raw_url)?;
+    if r.call_system.as_deref() == Some("") {
+        return Err(ApiError::BadRequest("callSystem: empty value".into()));
+    }
+    let task_url = if r.task_url.is_empty() { r.raw_url.clone() } else { r.task_url.clone() };
+    let spec = TaskSpec {
+        raw_url: r.raw_url.clone(),
+        task_url,
+        headers: header_list_to_map(&r.headers),
+        md5: r.md5.clone(),
+        identifier: r.identifier.clone(),
+        insecure: r.insecure,
+        root_cas: decode_root_cas(&r.root_cas)?,
+    };
+    Ok(Validated { ip, port, spec })
+}
+
+/// Maps a registration failure to the reply dfget understands (§16 P8, P9).
+pub fn register_error_reply(e: &RegisterError) -> HttpResponse {
+    match e {
+        RegisterError::SourceUnreachable(m) => result_msg(ResultCode::UrlNotReachable, m),
+        RegisterError::SourceAuth(m) => result_msg(ResultCode::NeedAuth, m),
+        RegisterError::Conflict(_) => result_msg(ResultCode::TaskConflict, &e.to_string()),
+        RegisterError::TooMany(_) => ApiError::Unavailable.into_reply(&e.to_string()),
+    }
+}
+
+#[tracing::instrument(name = "peer_registry", skip_all)]
+async fn register(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload).await?;
+    let parsed: Result<TaskRegisterRequest, ApiError> =
+        if is_form(&req) { form_to_value(&body).and_then(bind_value) } else { bind_json(&body) };
+    let r = match parsed {
+        Ok(r) => r,
+        Err(ApiError::BadRequest(m)) => return Ok(registry_bad_request(&m)),
+        Err(e) => return Err(e),
+    };
+    let v = match validate(&r) {
+        Ok(v) => v,
+        Err(ApiError::BadRequest(m)) => return Ok(registry_bad_request(&m)),
+        Err(e) => return Err(e),
+    };
+    tracing::info!(cid = %r.cid, url = %r.raw_url, "registration");
+    let (peer, _) = match state
+        .peers
+        .send(RegisterPeer { host_name: r.host_name.clone(), ip: v.ip, port: v.port, version: r.version.clone(), is_super: false })
+        .await?
+    {
+        Ok(p) => p,
+        Err(e) => return Ok(ApiError::Unavailable.into_reply(&e.to_string())),
+    };
+    let task = match state.tasks.send(RegisterTask(v.spec)).await? {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::info!(cid = %r.cid, error = %e, "registration refused");
+            return Ok(register_error_reply(&e));
+        }
+    };
+    let serves = v.port != 0 && !r.pattern.eq_ignore_ascii_case("cdn");
+    let client = RegisterClient {
+        task_id: task.id.clone(),
+        cid: r.cid.clone(),
+        peer_id: peer.id,
+        ip: v.ip,
+        port: v.port,
+        path: r.path.clone(),
+        super_node_ip: r.super_node_ip.clone(),
+        serves,
+    };
+    if let Err(e) = state.scheduler.send(client).await? {
+        return Ok(ApiError::Unavailable.into_reply(&e.to_string()));
+    }
+    let call_system = r.call_system.as_deref().unwrap_or("");
+    state.metrics.dfgettasks_registered.with_label_values(&[call_system]).inc();
+    let data = RegisterData {
+        task_id: task.id.to_string(),
+        file_length: task.http_file_length,
+        piece_size: task.piece_size,
+        cdn_source: "supernode",
+        as_seed: false,
+        seed_task_id: String::new(),
+    };
+    Ok(result(ResultCode::Success, "success", Some(data)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_to_map() {
+        let m = header_list_to_map(&["X-Foo: a".into(), "X-Foo: b".into(), "Bad".into(), "Empty:".into(), "Authorization: Basic a:b".into()]);
+        assert_eq!(m.get("X-Foo").map(String::as_str), Some("a,b"));
+        assert_eq!(m.get("Authorization").map(String::as_str), Some("Basic a:b"));
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn form_keys_fold() {
+        let v = form_to_value(b"cid=a&IP=1.2.3.4&rawUrl=http%3A%2F%2Fh%2Fx&headers=A%3A+1&headers=B%3A+2&port=20000&insecure=true&superNode=x").unwrap();
+        let r: TaskRegisterRequest = bind_value(v).unwrap();
+        assert_eq!(r.cid, "a");
+        assert_eq!(r.raw_url, "http://h/x");
+        assert_eq!(r.headers.len(), 2);
+        assert_eq!(r.port, 20000);
+        assert!(r.insecure);
+        assert!(form_to_value(b"port=abc").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert!(check_source_url("rawURL", "http://h/x").is_ok());
+        assert!(check_source_url("rawURL", "HTTPS://h:8080/x?y").is_ok());
+        assert!(check_source_url("rawURL", "ftp://h/x").is_err());
+        assert!(check_source_url("rawURL", "/x").is_err());
+        assert!(check_source_url("rawURL", "").is_err());
+    }
+}
