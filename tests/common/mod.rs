@@ -17,6 +17,10 @@ impl TestServer {
         self.server.control_addr
     }
 
+    pub fn download(&self) -> SocketAddr {
+        self.server.download_addr
+    }
+
     /// `http://127.0.0.1:<control port><path>`
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.server.control_addr, path)
