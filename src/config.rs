@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use supernode_actors::cdn::CdnConfig;
+use supernode_actors::preheat::PreheatConfig;
 use supernode_actors::scheduler::SchedulerConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ValueEnum, Default)]
@@ -95,6 +96,7 @@ pub struct Config {
     pub cdn: CdnConfig,
     pub scheduler: SchedulerConfig,
     pub tasks: TasksConfig,
+    pub preheat: PreheatConfig,
 }
 
 /// `[tasks]`: limits on the task registry.

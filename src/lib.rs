@@ -18,6 +18,7 @@ use supernode_actors::cdn::store::CacheStore;
 use supernode_actors::cdn::CdnManager;
 use supernode_actors::metrics::Metrics;
 use supernode_actors::peer_registry::RegisterPeer;
+use supernode_actors::preheat::PreheatManager;
 use supernode_actors::scheduler::PieceScheduler;
 use supernode_actors::task_manager::{TaskLimits, TaskManager};
 use supernode_actors::PeerRegistry;
@@ -112,7 +113,19 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     };
     let tasks = tasks_ctx.run(TaskManager::new(&cached, cdn.clone(), scheduler.clone().recipient(), metrics.clone(), limits));
 
-    let state = web::Data::new(AppState { peers, tasks, cdn: cdn.clone(), scheduler, metrics, max_body_bytes: server_cfg.max_body_bytes });
+    let preheats = {
+        let (home, tasks, cdn, cfg) = (settings.home_dir.clone(), tasks.clone(), cdn.clone(), cfg.preheat.clone());
+        PreheatManager::new(&home, tasks, cdn, cfg).start()
+    };
+    let state = web::Data::new(AppState {
+        peers,
+        tasks,
+        cdn: cdn.clone(),
+        scheduler,
+        preheats,
+        metrics,
+        max_body_bytes: server_cfg.max_body_bytes,
+    });
     let control = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

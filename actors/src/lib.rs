@@ -10,6 +10,7 @@ pub mod ids;
 pub mod metrics;
 pub mod peer_registry;
 pub mod piece;
+pub mod preheat;
 pub mod scheduler;
 pub mod task_manager;
 

@@ -5,6 +5,7 @@ pub mod error;
 pub mod json;
 mod middleware;
 mod peers;
+mod preheat;
 mod registry;
 mod result;
 mod schedule;
@@ -17,6 +18,7 @@ use actix::Addr;
 use actix_web::web;
 use supernode_actors::cdn::CdnManager;
 use supernode_actors::metrics::Metrics;
+use supernode_actors::preheat::PreheatManager;
 use supernode_actors::scheduler::PieceScheduler;
 use supernode_actors::task_manager::TaskManager;
 use supernode_actors::PeerRegistry;
@@ -27,6 +29,7 @@ pub struct AppState {
     pub tasks: Addr<TaskManager>,
     pub cdn: Addr<CdnManager>,
     pub scheduler: Addr<PieceScheduler>,
+    pub preheats: Addr<PreheatManager>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
 }
@@ -41,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     schedule::routes(cfg);
     schedule::task_metrics::routes(cfg);
     tasks::routes(cfg);
+    preheat::routes(cfg);
 }
 
 /// Go's answer for an unknown path (§1.3).

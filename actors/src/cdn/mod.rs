@@ -319,3 +319,24 @@ impl Handler<HashPieceOnDisk> for CdnManager {
         store::piece_md5_on_disk(&path, msg.offset, msg.len).ok()
     }
 }
+
+/// sha256 (hex) of a cached task's source bytes, read back from the framed file.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<String, String>")]
+pub struct SourceSha256(pub TaskId);
+
+impl Handler<SourceSha256> for CdnManager {
+    type Result = ResponseFuture<Result<String, String>>;
+
+    fn handle(&mut self, msg: SourceSha256, _ctx: &mut Context<Self>) -> Self::Result {
+        let ready = matches!(self.entries.get(&msg.0), Some(Entry::Cached { .. }));
+        let path = self.store.data_path(&msg.0);
+        let meta = self.store.read_meta(&msg.0);
+        Box::pin(async move {
+            let meta = meta.filter(|m| ready && m.is_complete()).ok_or_else(|| "no complete cached copy".to_string())?;
+            tokio::task::spawn_blocking(move || store::source_sha256(&path, &meta.layout()).map_err(|e| e.to_string()))
+                .await
+                .map_err(|e| e.to_string())?
+        })
+    }
+}

@@ -76,9 +76,7 @@ pub struct SourceBody {
 
 /// Sends the GET (conditional when `validators` are given) and classifies the answer.
 pub async fn open(req: &SourceRequest, validators: Option<&Validators>, t: &SourceTimeouts) -> Result<Opened, SourceFailure> {
-    let tls = tls_config(req.insecure, &req.root_cas).map_err(SourceFailure::Invalid)?;
-    let connector = awc::Connector::new().rustls_0_23(tls).timeout(t.connect);
-    let client = awc::Client::builder().connector(connector).timeout(t.head).no_default_headers().finish();
+    let client = http_client(req.insecure, &req.root_cas, t)?;
     let mut request = client.get(&req.url).no_decompress();
     let mut has_accept_encoding = false;
     for (k, v) in &req.headers {
@@ -126,6 +124,13 @@ pub async fn open(req: &SourceRequest, validators: Option<&Validators>, t: &Sour
         .map_or(0, |d| d.as_millis() as i64);
     let etag = headers.get(header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     Ok(Opened::Body(SourceBody { content_length, last_modified, etag, body: Box::pin(response) }))
+}
+
+/// An HTTP client for one source: system roots plus `root_cas`, or no verification when `insecure`.
+pub fn http_client(insecure: bool, root_cas: &[Vec<u8>], t: &SourceTimeouts) -> Result<awc::Client, SourceFailure> {
+    let tls = tls_config(insecure, root_cas).map_err(SourceFailure::Invalid)?;
+    let connector = awc::Connector::new().rustls_0_23(tls).timeout(t.connect);
+    Ok(awc::Client::builder().connector(connector).timeout(t.head).no_default_headers().finish())
 }
 
 fn system_roots() -> &'static RootCertStore {

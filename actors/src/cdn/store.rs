@@ -265,6 +265,20 @@ pub fn rehash(path: &Path, layout: &PieceLayout) -> io::Result<(Vec<String>, Str
     Ok((list, hex::encode(whole.finalize())))
 }
 
+/// sha256 of the source bytes of a CDN file (payloads without framing), e.g. to check a layer digest.
+pub fn source_sha256(path: &Path, layout: &PieceLayout) -> io::Result<String> {
+    use sha2::{Digest as _, Sha256};
+    let mut file = fs::File::open(path)?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; layout.piece_size as usize];
+    for n in 0..layout.piece_count() {
+        let len = layout.wrapped_len(n) as usize;
+        file.read_exact(&mut buf[..len])?;
+        sha.update(&buf[4..len - 1]);
+    }
+    Ok(hex::encode(sha.finalize()))
+}
+
 /// md5 of one wrapped piece read from disk, clamped to the file end (§16 P10).
 pub fn piece_md5_on_disk(path: &Path, offset: u64, len: u64) -> io::Result<String> {
     use std::io::{Seek, SeekFrom};

@@ -1,0 +1,120 @@
+//! Preheat API for Harbor and ops (§8, §16 P2, P15), on `/preheats…` and `/api/v1/preheats…`.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::SecondsFormat;
+use serde::{Deserialize, Serialize};
+use supernode_actors::preheat::{CreateOutcome, CreatePreheat, DeletePreheat, GetPreheat, ListPreheats, Preheat, PreheatRequest, PreheatType};
+
+use super::error::ApiError;
+use super::json::{bind_json, json_response, read_body};
+use super::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    for prefix in ["", "/api/v1"] {
+        cfg.service(web::resource(format!("{prefix}/preheats")).route(web::post().to(create)).route(web::get().to(list)))
+            .service(web::resource(format!("{prefix}/preheats/{{id}}")).route(web::get().to(get)).route(web::delete().to(delete)));
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PreheatCreateRequest {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    url: Option<String>,
+    filter: String,
+    identifier: String,
+    headers: BTreeMap<String, String>,
+}
+
+/// PreheatInfo: `startTime`/`finishTime` always present, UTC with milliseconds (§8.1).
+#[derive(Serialize)]
+pub struct PreheatInfo {
+    #[serde(rename = "ID")]
+    id: String,
+    status: &'static str,
+    #[serde(rename = "startTime")]
+    start_time: String,
+    #[serde(rename = "finishTime")]
+    finish_time: String,
+    #[serde(rename = "errorMsg", skip_serializing_if = "String::is_empty")]
+    error_msg: String,
+}
+
+impl From<Preheat> for PreheatInfo {
+    fn from(p: Preheat) -> Self {
+        let fmt = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        PreheatInfo {
+            id: p.id,
+            status: p.status.as_str(),
+            start_time: fmt(p.start_time),
+            finish_time: fmt(p.finish_time.unwrap_or(chrono::DateTime::UNIX_EPOCH)),
+            error_msg: p.error_msg,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CreatedBody {
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+/// 208 body: `ID` for Harbor's create path, and Go's message last (§16 P2).
+#[derive(Serialize)]
+struct AlreadyBody {
+    #[serde(rename = "ID")]
+    id: String,
+    code: u16,
+    message: String,
+}
+
+async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("empty request".into()));
+    }
+    let r: PreheatCreateRequest = bind_json(&body)?;
+    let kind = match r.kind.as_deref() {
+        Some("image") => PreheatType::Image,
+        Some("file") => PreheatType::File,
+        Some(other) => return Err(ApiError::BadRequest(format!("type: {other:?} should be one of [image file]"))),
+        None => return Err(ApiError::BadRequest("type: required".into())),
+    };
+    let url = r.url.ok_or_else(|| ApiError::BadRequest("url: required".into()))?;
+    if url.chars().count() < 3 {
+        return Err(ApiError::BadRequest("url: should be at least 3 characters long".into()));
+    }
+    super::registry::check_source_url("url", &url)?;
+    let request = PreheatRequest { kind, url, filter: r.filter, identifier: r.identifier, headers: r.headers };
+    match state.preheats.send(CreatePreheat(request)).await? {
+        CreateOutcome::Created(id) | CreateOutcome::InProgress(id) => Ok(json_response(StatusCode::OK, &CreatedBody { id })),
+        CreateOutcome::AlreadyDone(id) => {
+            let message = format!("preheat task already exists, id:{id}");
+            Ok(json_response(StatusCode::ALREADY_REPORTED, &AlreadyBody { id, code: 208, message }))
+        }
+    }
+}
+
+async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let all: Vec<PreheatInfo> = state.preheats.send(ListPreheats).await?.into_iter().map(PreheatInfo::from).collect();
+    Ok(json_response(StatusCode::OK, &all))
+}
+
+async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let p = state.preheats.send(GetPreheat(id.clone())).await?.ok_or_else(|| ApiError::NotFound(format!("{id} doesn't exists")))?;
+    Ok(json_response(StatusCode::OK, &PreheatInfo::from(p)))
+}
+
+async fn delete(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    if state.preheats.send(DeletePreheat(id.clone())).await? {
+        Ok(HttpResponse::Ok().finish())
+    } else {
+        Err(ApiError::NotFound(format!("{id} doesn't exists")))
+    }
+}
