@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use supernode_actors::cdn::CdnConfig;
+use supernode_actors::gc::GcConfig;
 use supernode_actors::preheat::PreheatConfig;
 use supernode_actors::scheduler::SchedulerConfig;
 
@@ -97,6 +98,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub tasks: TasksConfig,
     pub preheat: PreheatConfig,
+    pub gc: GcConfig,
 }
 
 /// `[tasks]`: limits on the task registry.

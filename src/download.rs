@@ -14,6 +14,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use supernode_actors::cdn::{CdnManager, LookupServable};
 use supernode_actors::TaskId;
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 pub struct DownloadState {
@@ -73,13 +74,13 @@ async fn serve(req: HttpRequest, path: web::Path<(String, String)>, state: web::
         let Ok(Some(servable)) = state.cdn.send(LookupServable(id.clone())).await else { return not_found() };
         match tokio::fs::File::open(&servable.path).await {
             Ok(f) => {
-                opened = Some((f, servable.len));
+                opened = Some((f, servable.len, servable.guard));
                 break;
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
-    let Some((mut file, len)) = opened else { return not_found() };
+    let Some((mut file, len, guard)) = opened else { return not_found() };
     let range = parse_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), len);
     let (status, start, end) = match range {
         RangeRequest::Whole => (actix_web::http::StatusCode::OK, 0, len),
@@ -100,7 +101,11 @@ async fn serve(req: HttpRequest, path: web::Path<(String, String)>, state: web::
         return HttpResponse::InternalServerError().finish();
     }
     let reader = file.take(end - start);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024);
+    // The guard lives as long as the body stream: disk GC keeps the file while it is read.
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).map(move |chunk| {
+        let _reading = &guard;
+        chunk
+    });
     builder.body(actix_web::body::SizedStream::new(end - start, stream))
 }
 

@@ -16,6 +16,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use supernode_actors::cdn::store::CacheStore;
 use supernode_actors::cdn::CdnManager;
+use supernode_actors::gc::GcActor;
 use supernode_actors::metrics::Metrics;
 use supernode_actors::peer_registry::RegisterPeer;
 use supernode_actors::preheat::PreheatManager;
@@ -113,6 +114,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     };
     let tasks = tasks_ctx.run(TaskManager::new(&cached, cdn.clone(), scheduler.clone().recipient(), metrics.clone(), limits));
 
+    GcActor::new(cfg.gc.clone(), cfg.cdn.cache_quota_bytes, peers.clone(), tasks.clone(), scheduler.clone(), cdn.clone(), metrics.clone())
+        .start();
     let preheats = {
         let (home, tasks, cdn, cfg) = (settings.home_dir.clone(), tasks.clone(), cdn.clone(), cfg.preheat.clone());
         PreheatManager::new(&home, tasks, cdn, cfg).start()
@@ -125,6 +128,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         preheats,
         metrics,
         max_body_bytes: server_cfg.max_body_bytes,
+        instance: format!("{}-{}", v.version, uuid::Uuid::new_v4()),
     });
     let control = HttpServer::new(move || {
         App::new()

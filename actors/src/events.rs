@@ -67,6 +67,7 @@ pub struct CdnPieces {
 pub struct TaskStatusChanged {
     pub task_id: TaskId,
     pub run_id: u64,
+    pub task_url: String,
     pub status: Option<crate::task_manager::CdnStatus>,
     pub piece_size: u64,
     pub piece_total: u64,

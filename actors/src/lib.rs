@@ -6,6 +6,7 @@
 
 pub mod cdn;
 pub mod events;
+pub mod gc;
 pub mod ids;
 pub mod metrics;
 pub mod peer_registry;

@@ -226,25 +226,12 @@ impl Handler<DeletePeer> for PeerRegistry {
     }
 }
 
-/// Records activity of a peer (a poll, report or heartbeat of one of its clients).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct TouchPeer(pub PeerId);
-
-impl Handler<TouchPeer> for PeerRegistry {
-    type Result = ();
-    fn handle(&mut self, msg: TouchPeer, _ctx: &mut Context<Self>) {
-        if let Some(e) = self.peers.get_mut(&msg.0) {
-            e.last_seen = Instant::now();
-        }
-    }
-}
-
-/// Removes non-super peers idle for longer than `idle`; replies with their IDs.
+/// Removes non-super peers idle for longer than `idle` and without an active client in `keep`.
 #[derive(Message, Debug)]
 #[rtype(result = "Vec<PeerId>")]
 pub struct CollectIdlePeers {
     pub idle: Duration,
+    pub keep: std::collections::HashSet<PeerId>,
 }
 
 impl Handler<CollectIdlePeers> for PeerRegistry {
@@ -254,7 +241,7 @@ impl Handler<CollectIdlePeers> for PeerRegistry {
         let gone: Vec<PeerId> = self
             .peers
             .values()
-            .filter(|e| !e.is_super && now.duration_since(e.last_seen) >= msg.idle)
+            .filter(|e| !e.is_super && !msg.keep.contains(&e.info.id) && now.duration_since(e.last_seen) >= msg.idle)
             .map(|e| e.info.id.clone())
             .collect();
         for id in &gone {

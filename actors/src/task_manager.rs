@@ -191,6 +191,7 @@ impl TaskManager {
         self.scheduler.do_send(TaskStatusChanged {
             task_id: task.id.clone(),
             run_id: task.run_id,
+            task_url: task.task_url.clone(),
             status: Some(task.cdn_status),
             piece_size: task.piece_size,
             piece_total: task.piece_total,
@@ -454,6 +455,7 @@ impl Handler<DeleteTask> for TaskManager {
         self.scheduler.do_send(TaskStatusChanged {
             task_id: msg.task_id,
             run_id: 0,
+            task_url: String::new(),
             status: None,
             piece_size: 0,
             piece_total: 0,

@@ -9,6 +9,8 @@ mod preheat;
 mod registry;
 mod result;
 mod schedule;
+mod seeds;
+mod ui;
 mod system;
 mod tasks;
 
@@ -32,6 +34,8 @@ pub struct AppState {
     pub preheats: Addr<PreheatManager>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    /// Identity of this process, new at every start (heartbeat `version`).
+    pub instance: String,
 }
 
 pub use middleware::{observe, strip_version_prefix};
@@ -45,6 +49,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     schedule::task_metrics::routes(cfg);
     tasks::routes(cfg);
     preheat::routes(cfg);
+    seeds::routes(cfg);
+    ui::routes(cfg);
 }
 
 /// Go's answer for an unknown path (§1.3).

@@ -235,10 +235,12 @@ async fn register(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
         path: r.path.clone(),
         super_node_ip: r.super_node_ip.clone(),
         serves,
+        as_seed: r.as_seed,
     };
-    if let Err(e) = state.scheduler.send(client).await? {
-        return Ok(ApiError::Unavailable.into_reply(&e.to_string()));
-    }
+    let as_seed = match state.scheduler.send(client).await? {
+        Ok(granted) => granted,
+        Err(e) => return Ok(ApiError::Unavailable.into_reply(&e.to_string())),
+    };
     let call_system = r.call_system.as_deref().unwrap_or("");
     state.metrics.dfgettasks_registered.with_label_values(&[call_system]).inc();
     let data = RegisterData {
@@ -246,8 +248,8 @@ async fn register(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
         file_length: task.http_file_length,
         piece_size: task.piece_size,
         cdn_source: "supernode",
-        as_seed: false,
-        seed_task_id: String::new(),
+        as_seed,
+        seed_task_id: if as_seed { task.id.to_string() } else { String::new() },
     };
     Ok(result(ResultCode::Success, "success", Some(data)))
 }

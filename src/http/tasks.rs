@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use supernode_actors::ids::filter_task_url;
 use supernode_actors::peer_registry::GetPeer;
 use supernode_actors::piece::PieceRange;
-use supernode_actors::scheduler::{ApplyPieceResult, PeerCompletedTask, Poll, PollReply, ReportPieceError, ResolvePeer, RegisterClient};
-use supernode_actors::task_manager::{DeleteTask, GetTask, RegisterError, RegisterTask, SetPaused, Task, TaskSpec};
+use supernode_actors::scheduler::{ApplyPieceResult, Progress, PeerCompletedTask, Poll, PollReply, ReportPieceError, ResolvePeer, RegisterClient};
+use supernode_actors::task_manager::{DeleteTask, GetTask, ListTasks, RegisterError, RegisterTask, SetPaused, Task, TaskSpec};
 use supernode_actors::{PeerId, TaskId};
 
 use super::error::ApiError;
@@ -20,7 +20,7 @@ use super::schedule::{handle_piece_error, parse_error_type, parse_result, parse_
 use super::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/v1/tasks").route(web::post().to(create)))
+    cfg.service(web::resource("/api/v1/tasks").route(web::post().to(create)).route(web::get().to(list)))
         .service(
             web::resource("/api/v1/tasks/{id}")
                 .route(web::get().to(get))
@@ -190,6 +190,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
             path: r.path.clone(),
             super_node_ip: r.supernode_ip.clone(),
             serves: p.port != 0,
+            as_seed: false,
         };
         state.scheduler.send(client).await?.map_err(sched_error)?;
     }
@@ -200,6 +201,32 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         cdn_source: "supernode",
     };
     Ok(json_response(StatusCode::CREATED, &reply))
+}
+
+/// One task with its download progress, for `GET /api/v1/tasks` and the ops page.
+#[derive(Serialize)]
+struct TaskSummary {
+    #[serde(flatten)]
+    info: TaskInfo,
+    clients: usize,
+    #[serde(rename = "finishedClients")]
+    finished_clients: usize,
+    /// Pieces the CDN has on disk.
+    #[serde(rename = "cdnPieces")]
+    cdn_pieces: usize,
+}
+
+async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let tasks = state.tasks.send(ListTasks).await?;
+    let progress = state.scheduler.send(Progress).await?;
+    let all: Vec<TaskSummary> = tasks
+        .into_iter()
+        .map(|t| {
+            let p = progress.get(&t.id).cloned().unwrap_or_default();
+            TaskSummary { info: TaskInfo::from(t), clients: p.clients, finished_clients: p.finished_clients, cdn_pieces: p.cdn_pieces }
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &all))
 }
 
 async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

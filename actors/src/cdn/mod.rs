@@ -14,11 +14,13 @@ pub mod writer;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use serde::Deserialize;
 
+mod eviction;
+pub use eviction::{CollectDisk, DiskPolicy};
 pub use source::SourceFailure;
 use store::{CacheStore, CachedFile};
 
@@ -73,7 +75,7 @@ pub struct RunSpec {
 
 enum Entry {
     Running { run_id: u64, handle: SpawnHandle, bytes_written: u64 },
-    Cached { size: u64 },
+    Cached { size: u64, last_used: SystemTime, readers: u32 },
 }
 
 pub struct CdnManager {
@@ -100,7 +102,10 @@ impl CdnManager {
     ) -> Self {
         let entries = cached
             .iter()
-            .filter_map(|f| TaskId::parse(&f.meta.task_id).map(|id| (id, Entry::Cached { size: f.size })))
+            .filter_map(|f| {
+                let last_used = UNIX_EPOCH + Duration::from_millis(f.meta.access_time.max(0) as u64);
+                TaskId::parse(&f.meta.task_id).map(|id| (id, Entry::Cached { size: f.size, last_used, readers: 0 }))
+            })
             .collect();
         let mgr = CdnManager { store, config, entries, opened, finished, pieces, metrics, startup: cached };
         mgr.update_usage();
@@ -109,23 +114,13 @@ impl CdnManager {
 
     fn update_usage(&self) {
         let (bytes, files) = self.entries.values().fold((0u64, 0i64), |(b, n), e| match e {
-            Entry::Cached { size } => (b + size, n + 1),
+            Entry::Cached { size, .. } => (b + size, n + 1),
             Entry::Running { .. } => (b, n),
         });
         self.metrics.cache_bytes.set(bytes as i64);
         self.metrics.cache_files.set(files);
     }
 
-    fn cached_bytes_except(&self, id: &TaskId) -> u64 {
-        self.entries
-            .iter()
-            .filter(|(k, _)| *k != id)
-            .map(|(_, e)| match e {
-                Entry::Cached { size } => *size,
-                Entry::Running { bytes_written, .. } => *bytes_written,
-            })
-            .sum()
-    }
 }
 
 impl Actor for CdnManager {
@@ -163,8 +158,8 @@ impl Handler<StartRun> for CdnManager {
                 && if msg.spec.md5.is_empty() { m.biz_id == msg.spec.identifier } else { m.md5 == msg.spec.md5 }
                 && self.store.data_path(&msg.task_id).exists()
         });
-        let quota = (self.config.cache_quota_bytes > 0)
-            .then(|| self.config.cache_quota_bytes.saturating_sub(self.cached_bytes_except(&msg.task_id)));
+        // A file larger than the whole quota can never be cached; smaller ones make room by eviction.
+        let quota = (self.config.cache_quota_bytes > 0).then_some(self.config.cache_quota_bytes);
         let job = run::RunJob {
             task_id: msg.task_id.clone(),
             run_id: msg.run_id,
@@ -201,7 +196,7 @@ impl CdnManager {
                         md5s: out.piece_md5s.clone(),
                     });
                 }
-                self.entries.insert(task_id.clone(), Entry::Cached { size: out.file_length });
+                self.entries.insert(task_id.clone(), Entry::Cached { size: out.file_length, last_used: SystemTime::now(), readers: 0 });
                 Ok(CdnSuccess {
                     http_len: out.http_len,
                     file_length: out.file_length,
@@ -251,10 +246,40 @@ impl Handler<PieceOnDisk> for CdnManager {
 }
 
 /// Where the download port reads a task's bytes and how many it may serve.
-#[derive(Debug, Clone, PartialEq)]
+/// While it is held, disk GC leaves the file alone.
+#[derive(Debug)]
 pub struct Servable {
     pub path: PathBuf,
     pub len: u64,
+    pub guard: ReadGuard,
+}
+
+/// Marks a cached file as being read until dropped.
+#[derive(Debug)]
+pub struct ReadGuard {
+    task_id: TaskId,
+    cdn: Option<Addr<CdnManager>>,
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        if let Some(cdn) = self.cdn.take() {
+            cdn.do_send(ReadFinished(self.task_id.clone()));
+        }
+    }
+}
+
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+struct ReadFinished(TaskId);
+
+impl Handler<ReadFinished> for CdnManager {
+    type Result = ();
+    fn handle(&mut self, msg: ReadFinished, _ctx: &mut Context<Self>) {
+        if let Some(Entry::Cached { readers, .. }) = self.entries.get_mut(&msg.0) {
+            *readers = readers.saturating_sub(1);
+        }
+    }
 }
 
 #[derive(Message, Debug)]
@@ -263,10 +288,22 @@ pub struct LookupServable(pub TaskId);
 
 impl Handler<LookupServable> for CdnManager {
     type Result = Option<Servable>;
-    fn handle(&mut self, msg: LookupServable, _ctx: &mut Context<Self>) -> Option<Servable> {
-        match self.entries.get(&msg.0)? {
-            Entry::Running { bytes_written, .. } => Some(Servable { path: self.store.temp_path(&msg.0), len: *bytes_written }),
-            Entry::Cached { size } => Some(Servable { path: self.store.data_path(&msg.0), len: *size }),
+    fn handle(&mut self, msg: LookupServable, ctx: &mut Context<Self>) -> Option<Servable> {
+        match self.entries.get_mut(&msg.0)? {
+            Entry::Running { bytes_written, .. } => Some(Servable {
+                path: self.store.temp_path(&msg.0),
+                len: *bytes_written,
+                guard: ReadGuard { task_id: msg.0, cdn: None },
+            }),
+            Entry::Cached { size, last_used, readers } => {
+                *readers += 1;
+                *last_used = SystemTime::now();
+                Some(Servable {
+                    path: self.store.data_path(&msg.0),
+                    len: *size,
+                    guard: ReadGuard { task_id: msg.0, cdn: Some(ctx.address()) },
+                })
+            }
         }
     }
 }

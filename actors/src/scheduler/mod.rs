@@ -6,7 +6,12 @@
 //! from memory without I/O. State is per client (CID), not per peer (§16 P6): several
 //! dfget runs on one host are separate sources with their own uploader address.
 
+mod maintenance;
 pub mod policy;
+mod seeds;
+
+pub use maintenance::{Sweep, SweepResult};
+pub use seeds::{Heartbeat, HeartbeatInfo, NetworkInfo, SeedNode};
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -39,6 +44,8 @@ pub struct SchedulerConfig {
     pub elimination_limit: u32,
     /// Most clients (downloads) tracked at once; registrations beyond are refused.
     pub max_clients: usize,
+    /// Most seed peers (`asSeed` registrations) accepted per taskURL.
+    pub max_seeds_per_url: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -50,6 +57,7 @@ impl Default for SchedulerConfig {
             failure_count_limit: 5,
             elimination_limit: 5,
             max_clients: 100_000,
+            max_seeds_per_url: 3,
         }
     }
 }
@@ -83,11 +91,22 @@ struct Client {
     bad_sources: HashSet<String>,
     failures: u32,
     source_errors: u32,
-    down: bool,
+    /// When its uploader went away (`/peer/service/down`, or it finished as a CDN-pattern client).
+    down_since: Option<Instant>,
+    /// Registered with `asSeed` and accepted as a seed of its taskURL (§16 P17).
+    seed: bool,
     last_seen: Instant,
 }
 
 impl Client {
+    fn is_down(&self) -> bool {
+        self.down_since.is_some()
+    }
+
+    fn mark_down(&mut self) {
+        self.down_since.get_or_insert_with(Instant::now);
+    }
+
     fn holds(&self, n: u64) -> bool {
         self.have.get(n as usize).copied().unwrap_or(false)
     }
@@ -108,6 +127,7 @@ impl Client {
 
 struct TaskState {
     run_id: u64,
+    task_url: String,
     status: CdnStatus,
     paused: bool,
     reason: String,
@@ -127,6 +147,7 @@ impl TaskState {
     fn new(run_id: u64) -> Self {
         TaskState {
             run_id,
+            task_url: String::new(),
             status: CdnStatus::Waiting,
             paused: false,
             reason: String::new(),
@@ -287,7 +308,7 @@ impl PieceScheduler {
         }
         if task.status == CdnStatus::Success && task.piece_total > 0 && client.have_count >= task.piece_total {
             if !client.serves {
-                client.down = true;
+                client.mark_down();
             }
             return PollReply::Finish { file_length: task.file_length, md5: task.real_md5.clone() };
         }
@@ -326,7 +347,7 @@ impl PieceScheduler {
                     .flatten()
                     .filter(|h| h.as_str() != cid && !client.bad_sources.contains(*h))
                     .filter_map(|h| task.clients.get(h).map(|c| (h, c)))
-                    .filter(|(_, c)| c.serves && !c.down && c.source_errors < elimination)
+                    .filter(|(_, c)| c.serves && !c.is_down() && c.source_errors < elimination)
                     .collect();
                 let loads: Vec<CandidateSource> = eligible
                     .iter()
@@ -456,6 +477,7 @@ impl Handler<TaskStatusChanged> for PieceScheduler {
             task.cdn_load = 0;
         }
         task.status = status;
+        task.task_url = msg.task_url;
         task.paused = msg.paused;
         task.reason = msg.reason;
         if msg.piece_size > 0 {
@@ -505,7 +527,7 @@ pub enum SchedError {
 
 /// A client starts (or restarts) downloading a task (§3.1 steps 4–5).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), SchedError>")]
+#[rtype(result = "Result<bool, SchedError>")]
 pub struct RegisterClient {
     pub task_id: TaskId,
     pub cid: String,
@@ -516,10 +538,13 @@ pub struct RegisterClient {
     pub super_node_ip: String,
     /// Whether it may serve other clients (false for port 0 or `pattern: cdn`).
     pub serves: bool,
+    /// Offers its copy as a seed of the task's URL (§16 P17).
+    pub as_seed: bool,
 }
 
 impl Handler<RegisterClient> for PieceScheduler {
-    type Result = Result<(), SchedError>;
+    /// Whether the client was accepted as a seed.
+    type Result = Result<bool, SchedError>;
 
     fn handle(&mut self, msg: RegisterClient, _ctx: &mut Context<Self>) -> Self::Result {
         let known = self.tasks.get(&msg.task_id).is_some_and(|t| t.clients.contains_key(&msg.cid));
@@ -528,6 +553,7 @@ impl Handler<RegisterClient> for PieceScheduler {
         } else if self.client_count >= self.config.max_clients {
             return Err(SchedError::TooMany(self.config.max_clients));
         }
+        let seed = msg.as_seed && msg.serves && self.seed_count(&msg.task_id) < self.config.max_seeds_per_url;
         let task = self.tasks.entry(msg.task_id).or_insert_with(|| TaskState::new(0));
         task.last_access = Instant::now();
         task.clients.insert(
@@ -545,13 +571,14 @@ impl Handler<RegisterClient> for PieceScheduler {
                 bad_sources: HashSet::new(),
                 failures: 0,
                 source_errors: 0,
-                down: false,
+                down_since: None,
+                seed,
                 last_seen: Instant::now(),
             },
         );
         self.client_count += 1;
         self.metrics.clients.set(self.client_count as i64);
-        Ok(())
+        Ok(seed)
     }
 }
 
@@ -679,6 +706,12 @@ impl Handler<PieceSuccess> for PieceScheduler {
         }
         self.apply_result(&msg.task_id, &msg.cid, msg.range, &msg.dst_cid, PieceResult::Success);
         if let Some(task) = self.tasks.get_mut(&msg.task_id) {
+            let now = Instant::now();
+            for cid in [&msg.cid, &msg.dst_cid] {
+                if let Some(c) = task.clients.get_mut(cid) {
+                    c.last_seen = now;
+                }
+            }
             let serves = task.clients.get(&msg.cid).is_some_and(|c| c.serves);
             if serves {
                 if task.holders.len() <= n as usize {
@@ -708,7 +741,7 @@ impl Handler<ServiceDown> for PieceScheduler {
             .clients
             .get_mut(&msg.cid)
             .ok_or_else(|| SchedError::NotFound(format!("client {} is not registered for task {}", msg.cid, msg.task_id)))?;
-        client.down = true;
+        client.mark_down();
         for h in &mut task.holders {
             h.remove(&msg.cid);
         }
