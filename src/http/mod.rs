@@ -17,6 +17,7 @@ mod tasks;
 use std::sync::Arc;
 
 use actix::Addr;
+use actix_web::http::Method;
 use actix_web::web;
 use supernode_actors::cdn::CdnManager;
 use supernode_actors::metrics::Metrics;
@@ -40,17 +41,50 @@ pub struct AppState {
 
 pub use middleware::{observe, strip_version_prefix};
 
+/// Registers routes and remembers each (method, path), so the route table can be
+/// compared with the published OpenAPI document.
+pub struct RouteSet<'a> {
+    cfg: &'a mut web::ServiceConfig,
+    table: Vec<(Method, String)>,
+}
+
+impl RouteSet<'_> {
+    pub fn add(&mut self, path: &str, routes: Vec<(Method, actix_web::Route)>) {
+        let mut resource = web::resource(path.to_string());
+        for (method, route) in routes {
+            self.table.push((method.clone(), path.to_string()));
+            resource = resource.route(route.method(method));
+        }
+        self.cfg.service(resource);
+    }
+}
+
+fn register(r: &mut RouteSet) {
+    system::routes(r);
+    peers::routes(r);
+    registry::routes(r);
+    schedule::routes(r);
+    schedule::task_metrics::routes(r);
+    tasks::routes(r);
+    preheat::routes(r);
+    seeds::routes(r);
+    ui::routes(r);
+}
+
 /// Registers every control-API route (unversioned; the prefix is stripped before routing).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    system::routes(cfg);
-    peers::routes(cfg);
-    registry::routes(cfg);
-    schedule::routes(cfg);
-    schedule::task_metrics::routes(cfg);
-    tasks::routes(cfg);
-    preheat::routes(cfg);
-    seeds::routes(cfg);
-    ui::routes(cfg);
+    register(&mut RouteSet { cfg, table: Vec::new() });
+}
+
+/// Every (method, path template) the control API answers.
+pub fn route_table() -> Vec<(Method, String)> {
+    let mut table = Vec::new();
+    let _ = actix_web::App::new().configure(|cfg| {
+        let mut r = RouteSet { cfg, table: Vec::new() };
+        register(&mut r);
+        table = r.table;
+    });
+    table
 }
 
 /// Go's answer for an unknown path (§1.3).

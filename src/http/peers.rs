@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 
 use actix_web::http::StatusCode;
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
@@ -11,11 +12,11 @@ use supernode_actors::PeerId;
 
 use super::error::ApiError;
 use super::json::{bind_json, json_response, query_pairs, read_body};
-use super::AppState;
+use super::{AppState, RouteSet};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/v1/peers").route(web::post().to(create)).route(web::get().to(list)))
-        .service(web::resource("/api/v1/peers/{id}").route(web::get().to(get)).route(web::delete().to(delete)));
+pub fn routes(r: &mut RouteSet) {
+    r.add("/api/v1/peers", vec![(Method::POST, web::to(create)), (Method::GET, web::to(list))]);
+    r.add("/api/v1/peers/{id}", vec![(Method::GET, web::to(get)), (Method::DELETE, web::to(delete))]);
 }
 
 #[derive(Deserialize, Default)]

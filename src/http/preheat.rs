@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
@@ -10,12 +11,12 @@ use supernode_actors::preheat::{CreateOutcome, CreatePreheat, DeletePreheat, Get
 
 use super::error::ApiError;
 use super::json::{bind_json, json_response, read_body};
-use super::AppState;
+use super::{AppState, RouteSet};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(r: &mut RouteSet) {
     for prefix in ["", "/api/v1"] {
-        cfg.service(web::resource(format!("{prefix}/preheats")).route(web::post().to(create)).route(web::get().to(list)))
-            .service(web::resource(format!("{prefix}/preheats/{{id}}")).route(web::get().to(get)).route(web::delete().to(delete)));
+        r.add(&format!("{prefix}/preheats"), vec![(Method::POST, web::to(create)), (Method::GET, web::to(list))]);
+        r.add(&format!("{prefix}/preheats/{{id}}"), vec![(Method::GET, web::to(get)), (Method::DELETE, web::to(delete))]);
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use actix_web::http::Uri;
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -15,10 +16,10 @@ use supernode_actors::task_manager::{RegisterError, RegisterTask, TaskSpec};
 use super::error::ApiError;
 use super::json::{bind_json, bind_value, read_body, struct_fields};
 use super::result::{registry_bad_request, result, result_msg, ResultCode};
-use super::AppState;
+use super::{AppState, RouteSet};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/peer/registry").route(web::post().to(register)));
+pub fn routes(r: &mut RouteSet) {
+    r.add("/peer/registry", vec![(Method::POST, web::to(register))]);
 }
 
 /// TaskRegisterRequest: declared names; dfget sends `cid`, `ip`, `rawUrl`, … (matched ignoring case).

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use supernode_actors::cdn::{HashPieceOnDisk, LookupServable};
@@ -18,13 +19,13 @@ use supernode_actors::TaskId;
 use super::error::ApiError;
 use super::json::{json_response, query_pairs};
 use super::result::{result, result_msg, ResultCode};
-use super::AppState;
+use super::{AppState, RouteSet};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/peer/task").route(web::get().to(poll)))
-        .service(web::resource("/peer/piece/suc").route(web::get().to(piece_success)))
-        .service(web::resource("/peer/service/down").route(web::get().to(service_down)))
-        .service(web::resource("/peer/piece/error").route(web::get().to(piece_error)));
+pub fn routes(r: &mut RouteSet) {
+    r.add("/peer/task", vec![(Method::GET, web::to(poll))]);
+    r.add("/peer/piece/suc", vec![(Method::GET, web::to(piece_success))]);
+    r.add("/peer/service/down", vec![(Method::GET, web::to(service_down))]);
+    r.add("/peer/piece/error", vec![(Method::GET, web::to(piece_error))]);
 }
 
 /// First value of each query key.
@@ -248,6 +249,7 @@ async fn piece_error(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
 /// `/task/metrics`: dfget's end-of-run report (§3.6, §16 P1).
 pub mod task_metrics {
     use super::*;
+    use crate::http::RouteSet;
     use serde::Deserialize;
     use supernode_actors::scheduler::FirstReport;
 
@@ -273,8 +275,8 @@ pub mod task_metrics {
         task_id: String,
     }
 
-    pub fn routes(cfg: &mut web::ServiceConfig) {
-        cfg.service(web::resource("/task/metrics").route(web::post().to(report)));
+    pub fn routes(r: &mut RouteSet) {
+        r.add("/task/metrics", vec![(Method::POST, web::to(report))]);
     }
 
     async fn report(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use supernode_actors::peer_registry::GetPeer;
@@ -15,12 +16,12 @@ use super::error::ApiError;
 use super::json::{bind_json, json_response, query_pairs, read_body};
 use super::peers::PeerInfoDto;
 use super::tasks::TaskInfo;
-use super::AppState;
+use super::{AppState, RouteSet};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(r: &mut RouteSet) {
     for prefix in ["", "/api/v1"] {
-        cfg.service(web::resource(format!("{prefix}/peer/heartbeat")).route(web::post().to(heartbeat)))
-            .service(web::resource(format!("{prefix}/peer/network")).route(web::post().to(network)));
+        r.add(&format!("{prefix}/peer/heartbeat"), vec![(Method::POST, web::to(heartbeat))]);
+        r.add(&format!("{prefix}/peer/network"), vec![(Method::POST, web::to(network))]);
     }
 }
 

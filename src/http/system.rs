@@ -1,17 +1,18 @@
 //! `/_ping`, `/version`, `/metrics` (§3.8).
 
 use actix_web::http::StatusCode;
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use prometheus::{Encoder, TextEncoder};
 use serde::Serialize;
 
 use super::json::json_response;
-use super::AppState;
+use super::{AppState, RouteSet};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/_ping").route(web::get().to(ping)))
-        .service(web::resource("/version").route(web::get().to(version)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)));
+pub fn routes(r: &mut RouteSet) {
+    r.add("/_ping", vec![(Method::GET, web::to(ping))]);
+    r.add("/version", vec![(Method::GET, web::to(version))]);
+    r.add("/metrics", vec![(Method::GET, web::to(metrics))]);
 }
 
 async fn ping() -> HttpResponse {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use supernode_actors::ids::filter_task_url;
@@ -17,23 +18,15 @@ use super::error::ApiError;
 use super::json::{bind_json, json_response, query_pairs, read_body};
 use super::registry::check_source_url;
 use super::schedule::{handle_piece_error, parse_error_type, parse_result, parse_status, sched_error};
-use super::AppState;
+use super::{AppState, RouteSet};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/v1/tasks").route(web::post().to(create)).route(web::get().to(list)))
-        .service(
-            web::resource("/api/v1/tasks/{id}")
-                .route(web::get().to(get))
-                .route(web::put().to(update))
-                .route(web::delete().to(delete)),
-        )
-        .service(web::resource("/api/v1/tasks/{id}/pieces").route(web::get().to(pull_pieces)))
-        .service(web::resource("/api/v1/tasks/{id}/pieces/{range}").route(web::put().to(update_piece)))
-        .service(
-            web::resource("/api/v1/tasks/{id}/pieces/{range}/error")
-                .route(web::post().to(piece_error))
-                .route(web::get().to(piece_error)),
-        );
+pub fn routes(r: &mut RouteSet) {
+    r.add("/api/v1/tasks", vec![(Method::POST, web::to(create)), (Method::GET, web::to(list))]);
+    r.add("/api/v1/tasks/{id}", vec![(Method::GET, web::to(get)), (Method::PUT, web::to(update)), (Method::DELETE, web::to(delete))]);
+    r.add("/api/v1/tasks/{id}/pieces", vec![(Method::GET, web::to(pull_pieces))]);
+    r.add("/api/v1/tasks/{id}/pieces/{pieceRange}", vec![(Method::PUT, web::to(update_piece))]);
+    // Go answered GET with a JSON body; swagger says POST. Both work.
+    r.add("/api/v1/tasks/{id}/pieces/{pieceRange}/error", vec![(Method::POST, web::to(piece_error)), (Method::GET, web::to(piece_error))]);
 }
 
 /// TaskInfo (§4.2): every key omitted when empty; `paused` and `errorMsg` are ours.

@@ -1,12 +1,14 @@
 //! The ops page: static HTML and a little JS, embedded in the binary, calling the public API.
 
+use super::RouteSet;
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 
 const PAGE: &str = include_str!("ui.html");
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/ui").route(web::get().to(page)))
-        .service(web::resource("/").route(web::get().to(|| async { HttpResponse::Found().insert_header(("Location", "/ui")).finish() })));
+pub fn routes(r: &mut RouteSet) {
+    r.add("/ui", vec![(Method::GET, web::to(page))]);
+    r.add("/", vec![(Method::GET, web::to(|| async { HttpResponse::Found().insert_header(("Location", "/ui")).finish() }))]);
 }
 
 async fn page() -> HttpResponse {
