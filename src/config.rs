@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
-use supernode_actors::cdn::CdnConfig;
+use supernode_actors::cdn::policy::DEFAULT_DENY;
+use supernode_actors::cdn::{CdnConfig, SourcePolicy};
 use supernode_actors::gc::GcConfig;
 use supernode_actors::preheat::PreheatConfig;
 use supernode_actors::scheduler::SchedulerConfig;
@@ -49,6 +50,9 @@ pub struct Cli {
     /// Debug logging.
     #[arg(long, env = "SUPERNODE_DEBUG")]
     pub debug: bool,
+    /// Bearer token for the mutating /api/v1 and preheat endpoints (prefer the environment variable).
+    #[arg(long, env = "SUPERNODE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
 }
 
 /// `[server]`: listeners, identity, logging and request limits.
@@ -99,6 +103,46 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub preheat: PreheatConfig,
     pub gc: GcConfig,
+    pub security: SecurityConfig,
+}
+
+/// `[security]`: what the supernode fetches, who may register, who may change things.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Sources allowed (host names, `.suffix` names, addresses, CIDRs); empty = any not denied.
+    pub source_allow: Vec<String>,
+    /// Sources refused; by default link-local and cloud metadata addresses.
+    pub source_deny: Vec<String>,
+    /// `callSystem` values allowed to register; empty = any not denied.
+    pub call_system_allow: Vec<String>,
+    /// `callSystem` values refused.
+    pub call_system_deny: Vec<String>,
+    /// Bearer token required on the mutating `/api/v1` and preheat endpoints; empty = off.
+    pub api_token: String,
+    /// Longest list accepted in a request (headers, rootCAs, urls, sortKey, filter).
+    pub max_list_len: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            source_allow: Vec::new(),
+            source_deny: DEFAULT_DENY.iter().map(|s| s.to_string()).collect(),
+            call_system_allow: Vec::new(),
+            call_system_deny: Vec::new(),
+            api_token: String::new(),
+            max_list_len: 64,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// Whether a registration's `callSystem` (empty = none given) may register.
+    pub fn call_system_allowed(&self, call_system: &str) -> bool {
+        !self.call_system_deny.iter().any(|c| c == call_system)
+            && (self.call_system_allow.is_empty() || self.call_system_allow.iter().any(|c| c == call_system))
+    }
 }
 
 /// `[tasks]`: limits on the task registry.
@@ -155,6 +199,11 @@ impl Config {
 }
 
 impl Settings {
+    /// The source policy of `[security]` (validated by [`Settings::resolve`]).
+    pub fn source_policy(&self) -> SourcePolicy {
+        SourcePolicy::new(&self.config.security.source_allow, &self.config.security.source_deny).unwrap_or_default()
+    }
+
     /// Applies the precedence flags > environment > file > defaults and creates the home dir.
     pub fn resolve(cli: &Cli) -> Result<Settings, ConfigError> {
         let mut config = match &cli.config {
@@ -183,6 +232,15 @@ impl Settings {
         if cli.debug {
             s.debug = true;
         }
+        if let Some(t) = &cli.api_token {
+            config.security.api_token = t.clone();
+        }
+        SourcePolicy::new(&config.security.source_allow, &config.security.source_deny).map_err(|message| ConfigError::Parse {
+            path: cli.config.clone().unwrap_or_default(),
+            key: "security.source_allow / source_deny".into(),
+            message,
+        })?;
+        let s = &config.server;
         let home_dir = s.home_dir.clone().unwrap_or_else(default_home_dir);
         std::fs::create_dir_all(&home_dir).map_err(|source| ConfigError::HomeDir { path: home_dir.clone(), source })?;
         let advertise_ip = s.advertise_ip.unwrap_or_else(first_non_loopback_ipv4);

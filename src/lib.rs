@@ -74,6 +74,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let store = CacheStore::open(&settings.home_dir)
         .map_err(|source| StartError::Cache { home: settings.home_dir.display().to_string(), source })?;
     let cached = store.scan();
+    let policy = settings.source_policy();
     tracing::info!(files = cached.len(), dir = %store.root().display(), "cache loaded");
 
     let peers = PeerRegistry::new(metrics.clone(), server_cfg.max_peers).start();
@@ -101,10 +102,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let tasks_ctx = Context::<TaskManager>::new();
     let tasks_addr = tasks_ctx.address();
     let cdn = {
-        let (cdn_cfg, cached, metrics) = (cfg.cdn.clone(), cached.clone(), metrics.clone());
+        let (cdn_cfg, cached, metrics, policy) = (cfg.cdn.clone(), cached.clone(), metrics.clone(), policy.clone());
         let (opened, finished, pieces) = (tasks_addr.clone().recipient(), tasks_addr.clone().recipient(), scheduler.clone().recipient());
         CdnManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            CdnManager::new(store, cdn_cfg, cached, opened, finished, pieces, metrics)
+            CdnManager::new(store, cdn_cfg, cached, opened, finished, pieces, metrics, policy)
         })
     };
     let limits = TaskLimits {
@@ -117,8 +118,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     GcActor::new(cfg.gc.clone(), cfg.cdn.cache_quota_bytes, peers.clone(), tasks.clone(), scheduler.clone(), cdn.clone(), metrics.clone())
         .start();
     let preheats = {
-        let (home, tasks, cdn, cfg) = (settings.home_dir.clone(), tasks.clone(), cdn.clone(), cfg.preheat.clone());
-        PreheatManager::new(&home, tasks, cdn, cfg).start()
+        let (home, tasks, cdn, cfg, policy) = (settings.home_dir.clone(), tasks.clone(), cdn.clone(), cfg.preheat.clone(), policy.clone());
+        PreheatManager::new(&home, tasks, cdn, cfg, policy).start()
     };
     let state = web::Data::new(AppState {
         peers,
@@ -129,12 +130,15 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         metrics,
         max_body_bytes: server_cfg.max_body_bytes,
         instance: format!("{}-{}", v.version, uuid::Uuid::new_v4()),
+        policy,
+        security: cfg.security.clone(),
     });
     let control = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(http::routes)
             .default_service(web::to(http::not_found))
+            .wrap(from_fn(http::require_token))
             .wrap(from_fn(http::observe))
             .wrap(from_fn(http::strip_version_prefix))
     })

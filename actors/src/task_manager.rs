@@ -103,6 +103,9 @@ pub enum RegisterError {
     Conflict(String),
     #[error("too many tasks: the limit is {0}")]
     TooMany(usize),
+    /// The source policy refuses the URL's host or address.
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// `[tasks]`-level limits the manager enforces.
@@ -346,6 +349,7 @@ impl Handler<SourceOpened> for TaskManager {
             }
             Err(failure) => {
                 let (status, err) = match &failure {
+                    SourceFailure::Denied(m) => (CdnStatus::Failed, RegisterError::Denied(m.clone())),
                     SourceFailure::Auth(_) => (CdnStatus::SourceError, RegisterError::SourceAuth(failure.to_string())),
                     SourceFailure::Status(_) => (CdnStatus::SourceError, RegisterError::SourceUnreachable(failure.to_string())),
                     _ => (CdnStatus::Failed, RegisterError::SourceUnreachable(failure.to_string())),

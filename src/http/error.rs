@@ -11,6 +11,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// Missing or wrong API token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Refused by policy (source policy, callSystem lists).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
     /// The source (origin) failed; the request itself was fine.
@@ -40,6 +46,8 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -50,7 +58,11 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let message = self.to_string();
-        super::json::json_response(status, &ErrorBody { code: status.as_u16(), message: &message })
+        let mut res = super::json::json_response(status, &ErrorBody { code: status.as_u16(), message: &message });
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(actix_web::http::header::WWW_AUTHENTICATE, actix_web::http::header::HeaderValue::from_static("Bearer"));
+        }
+        res
     }
 }
 

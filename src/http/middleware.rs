@@ -72,9 +72,56 @@ pub async fn observe(
     Ok(res)
 }
 
+/// Whether a request changes state through the operator API (token-protected when a token is set).
+fn is_guarded(method: &actix_web::http::Method, path: &str) -> bool {
+    use actix_web::http::Method;
+    let mutating = matches!(*method, Method::POST | Method::PUT | Method::DELETE);
+    let operator_api = (path.starts_with("/api/v1/") && !path.starts_with("/api/v1/peer/")) || path == "/preheats" || path.starts_with("/preheats/");
+    mutating && operator_api
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Optional bearer-token protection of the mutating operator endpoints (off when no token is set).
+pub async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
+    let token = req.app_data::<web::Data<AppState>>().map(|s| s.security.api_token.clone()).unwrap_or_default();
+    if !token.is_empty() && is_guarded(req.method(), req.path()) {
+        let given = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.trim().as_bytes(), token.as_bytes()) {
+            let err = super::error::ApiError::Unauthorized("a valid bearer token is required".into());
+            let res = actix_web::ResponseError::error_response(&err);
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
 #[cfg(test)]
 mod tests {
     use super::unversioned;
+
+    #[test]
+    fn guarded_paths() {
+        use actix_web::http::Method;
+        assert!(super::is_guarded(&Method::POST, "/api/v1/peers"));
+        assert!(super::is_guarded(&Method::DELETE, "/preheats/x"));
+        assert!(super::is_guarded(&Method::POST, "/preheats"));
+        assert!(!super::is_guarded(&Method::GET, "/api/v1/peers"));
+        assert!(!super::is_guarded(&Method::POST, "/peer/registry"));
+        assert!(!super::is_guarded(&Method::POST, "/api/v1/peer/heartbeat"));
+        assert!(super::same_secret(b"abc", b"abc") && !super::same_secret(b"abc", b"abd") && !super::same_secret(b"ab", b"abc"));
+    }
 
     #[test]
     fn version_prefix() {

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::http::Method;
 use actix_web::web;
-use supernode_actors::cdn::CdnManager;
+use supernode_actors::cdn::{CdnManager, SourcePolicy};
+
+use crate::config::SecurityConfig;
 use supernode_actors::metrics::Metrics;
 use supernode_actors::preheat::PreheatManager;
 use supernode_actors::scheduler::PieceScheduler;
@@ -37,9 +39,36 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Identity of this process, new at every start (heartbeat `version`).
     pub instance: String,
+    pub policy: SourcePolicy,
+    pub security: SecurityConfig,
 }
 
-pub use middleware::{observe, strip_version_prefix};
+impl AppState {
+    /// 400 when a request list is longer than `[security] max_list_len`.
+    pub fn check_list_len(&self, field: &str, len: usize) -> Result<(), error::ApiError> {
+        let max = self.security.max_list_len;
+        if len > max {
+            return Err(error::ApiError::BadRequest(format!("{field}: {len} entries, at most {max} allowed")));
+        }
+        Ok(())
+    }
+
+    /// 403 unless the source policy admits `url`'s host.
+    pub fn check_source(&self, url: &str) -> Result<(), error::ApiError> {
+        self.policy.check_url(url).map_err(error::ApiError::Forbidden)
+    }
+
+    /// 403 unless `call_system` may register.
+    pub fn check_call_system(&self, call_system: &str) -> Result<(), error::ApiError> {
+        if self.security.call_system_allowed(call_system) {
+            Ok(())
+        } else {
+            Err(error::ApiError::Forbidden(format!("callSystem {call_system:?} is not allowed to register")))
+        }
+    }
+}
+
+pub use middleware::{observe, require_token, strip_version_prefix};
 
 /// Registers routes and remembers each (method, path), so the route table can be
 /// compared with the published OpenAPI document.

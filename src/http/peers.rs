@@ -139,6 +139,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         }
     }
     msg.page_size = page_size.ok_or_else(|| ApiError::BadRequest("pageSize: required".into()))?;
+    state.check_list_len("sortKey", msg.sort.len())?;
     let peers = state.peers.send(msg).await?;
     let dtos: Vec<PeerInfoDto> = peers.into_iter().map(PeerInfoDto::from).collect();
     Ok(json_response(StatusCode::OK, &dtos))

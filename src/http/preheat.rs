@@ -90,6 +90,8 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         return Err(ApiError::BadRequest("url: should be at least 3 characters long".into()));
     }
     super::registry::check_source_url("url", &url)?;
+    state.check_list_len("headers", r.headers.len())?;
+    state.check_source(&url)?;
     let request = PreheatRequest { kind, url, filter: r.filter, identifier: r.identifier, headers: r.headers };
     match state.preheats.send(CreatePreheat(request)).await? {
         CreateOutcome::Created(id) | CreateOutcome::InProgress(id) => Ok(json_response(StatusCode::OK, &CreatedBody { id })),

@@ -192,6 +192,7 @@ pub fn register_error_reply(e: &RegisterError) -> HttpResponse {
         RegisterError::SourceAuth(m) => result_msg(ResultCode::NeedAuth, m),
         RegisterError::Conflict(_) => result_msg(ResultCode::TaskConflict, &e.to_string()),
         RegisterError::TooMany(_) => ApiError::Unavailable.into_reply(&e.to_string()),
+        RegisterError::Denied(m) => ApiError::Forbidden(m.clone()).into_reply(m),
     }
 }
 
@@ -205,11 +206,17 @@ async fn register(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
         Err(ApiError::BadRequest(m)) => return Ok(registry_bad_request(&m)),
         Err(e) => return Err(e),
     };
-    let v = match validate(&r) {
+    let checked = state
+        .check_list_len("headers", r.headers.len())
+        .and_then(|_| state.check_list_len("rootCAs", r.root_cas.len()))
+        .and_then(|_| validate(&r));
+    let v = match checked {
         Ok(v) => v,
         Err(ApiError::BadRequest(m)) => return Ok(registry_bad_request(&m)),
         Err(e) => return Err(e),
     };
+    state.check_call_system(r.call_system.as_deref().unwrap_or(""))?;
+    state.check_source(&r.raw_url)?;
     tracing::info!(cid = %r.cid, url = %r.raw_url, "registration");
     let (peer, _) = match state
         .peers

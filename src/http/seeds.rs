@@ -127,6 +127,7 @@ async fn network(req: HttpRequest, payload: web::Payload, state: web::Data<AppSt
     }
     let body = read_body(&req, payload).await?;
     let r: NetworkInfoFetchRequest = read_optional(&body)?;
+    state.check_list_len("urls", r.urls.len())?;
     let urls: Vec<String> = r.urls.into_iter().skip(start).take(if limit < 0 { usize::MAX } else { limit as usize }).collect();
     let seeds = state.scheduler.send(NetworkInfo { urls }).await?;
     let mut by_peer: BTreeMap<String, Vec<SeedNode>> = BTreeMap::new();

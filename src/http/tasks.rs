@@ -134,6 +134,7 @@ struct TaskCreateResponse {
 fn register_error(e: RegisterError) -> ApiError {
     match e {
         RegisterError::TooMany(_) => ApiError::Unavailable,
+        RegisterError::Denied(m) => ApiError::Forbidden(m),
         other => ApiError::BadGateway(other.to_string()),
     }
 }
@@ -145,6 +146,10 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     if r.call_system.as_deref() == Some("") {
         return Err(ApiError::BadRequest("callSystem: empty value".into()));
     }
+    state.check_list_len("headers", r.headers.len())?;
+    state.check_list_len("filter", r.filter.len())?;
+    state.check_call_system(r.call_system.as_deref().unwrap_or(""))?;
+    state.check_source(&r.raw_url)?;
     let peer = if r.peer_id.is_empty() {
         None
     } else {

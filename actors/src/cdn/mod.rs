@@ -20,7 +20,9 @@ use actix::prelude::*;
 use serde::Deserialize;
 
 mod eviction;
+pub mod policy;
 pub use eviction::{CollectDisk, DiskPolicy};
+pub use policy::SourcePolicy;
 pub use source::SourceFailure;
 use store::{CacheStore, CachedFile};
 
@@ -88,6 +90,7 @@ pub struct CdnManager {
     metrics: Arc<Metrics>,
     /// Files found at start, announced to the scheduler once the actor runs.
     startup: Vec<CachedFile>,
+    policy: SourcePolicy,
 }
 
 impl CdnManager {
@@ -99,6 +102,7 @@ impl CdnManager {
         finished: Recipient<CdnFinished>,
         pieces: Recipient<CdnPieces>,
         metrics: Arc<Metrics>,
+        policy: SourcePolicy,
     ) -> Self {
         let entries = cached
             .iter()
@@ -107,7 +111,7 @@ impl CdnManager {
                 TaskId::parse(&f.meta.task_id).map(|id| (id, Entry::Cached { size: f.size, last_used, readers: 0 }))
             })
             .collect();
-        let mgr = CdnManager { store, config, entries, opened, finished, pieces, metrics, startup: cached };
+        let mgr = CdnManager { store, config, entries, opened, finished, pieces, metrics, startup: cached, policy };
         mgr.update_usage();
         mgr
     }
@@ -168,6 +172,7 @@ impl Handler<StartRun> for CdnManager {
             store: self.store.clone(),
             config: self.config.clone(),
             max_file_bytes: quota,
+            policy: self.policy.clone(),
             opened: self.opened.clone(),
             manager: ctx.address(),
             metrics: self.metrics.clone(),

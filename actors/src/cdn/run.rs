@@ -7,6 +7,7 @@ use actix::{Addr, Recipient};
 use futures_util::StreamExt;
 
 use super::source::{self, Opened, SourceFailure, SourceRequest, SourceTimeouts, Validators};
+use super::policy::SourcePolicy;
 use super::store::{self, CacheStore, FileMeta};
 use super::writer::{Writer, WriterSpec};
 use super::{CdnConfig, CdnManager, PieceOnDisk, RunSpec};
@@ -24,6 +25,7 @@ pub(super) struct RunJob {
     pub store: CacheStore,
     pub config: CdnConfig,
     pub max_file_bytes: Option<u64>,
+    pub policy: SourcePolicy,
     pub opened: Recipient<SourceOpened>,
     pub manager: Addr<CdnManager>,
     pub metrics: Arc<Metrics>,
@@ -44,7 +46,7 @@ type RunResult = Result<RunOutput, (FailureKind, String)>;
 fn failure_kind(f: &SourceFailure) -> FailureKind {
     match f {
         SourceFailure::Auth(_) | SourceFailure::Status(_) => FailureKind::SourceError,
-        SourceFailure::Unreachable(_) | SourceFailure::Invalid(_) => FailureKind::Failed,
+        SourceFailure::Unreachable(_) | SourceFailure::Invalid(_) | SourceFailure::Denied(_) => FailureKind::Failed,
     }
 }
 
@@ -80,7 +82,7 @@ async fn execute_inner(job: &RunJob) -> RunResult {
         job.opened.do_send(SourceOpened { task_id: job.task_id.clone(), run_id: job.run_id, result });
     };
 
-    let opened = source::open(&request, validators.as_ref(), &timeouts).await;
+    let opened = source::open(&request, validators.as_ref(), &timeouts, &job.policy).await;
     let body = match opened {
         Err(f) => {
             job.metrics.cdn_download_failed.inc();

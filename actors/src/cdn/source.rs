@@ -9,6 +9,7 @@ use awc::http::header::{self, HeaderName, HeaderValue};
 use awc::http::StatusCode;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use super::policy::{GuardedConnector, SourcePolicy};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// How a source answered the request that opens a run.
@@ -22,6 +23,8 @@ pub enum SourceFailure {
     Status(u16),
     #[error("invalid source request: {0}")]
     Invalid(String),
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl SourceFailure {
@@ -75,8 +78,14 @@ pub struct SourceBody {
 }
 
 /// Sends the GET (conditional when `validators` are given) and classifies the answer.
-pub async fn open(req: &SourceRequest, validators: Option<&Validators>, t: &SourceTimeouts) -> Result<Opened, SourceFailure> {
-    let client = http_client(req.insecure, &req.root_cas, t)?;
+pub async fn open(
+    req: &SourceRequest,
+    validators: Option<&Validators>,
+    t: &SourceTimeouts,
+    policy: &SourcePolicy,
+) -> Result<Opened, SourceFailure> {
+    policy.check_url(&req.url).map_err(SourceFailure::Denied)?;
+    let client = http_client(req.insecure, &req.root_cas, t, policy)?;
     let mut request = client.get(&req.url).no_decompress();
     let mut has_accept_encoding = false;
     for (k, v) in &req.headers {
@@ -127,9 +136,11 @@ pub async fn open(req: &SourceRequest, validators: Option<&Validators>, t: &Sour
 }
 
 /// An HTTP client for one source: system roots plus `root_cas`, or no verification when `insecure`.
-pub fn http_client(insecure: bool, root_cas: &[Vec<u8>], t: &SourceTimeouts) -> Result<awc::Client, SourceFailure> {
+/// Every connection is checked against `policy`.
+pub fn http_client(insecure: bool, root_cas: &[Vec<u8>], t: &SourceTimeouts, policy: &SourcePolicy) -> Result<awc::Client, SourceFailure> {
     let tls = tls_config(insecure, root_cas).map_err(SourceFailure::Invalid)?;
-    let connector = awc::Connector::new().rustls_0_23(tls).timeout(t.connect);
+    let tcp = GuardedConnector::new(actix_tls::connect::Connector::new(actix_tls::connect::Resolver::default()).service(), policy.clone());
+    let connector = awc::Connector::new().connector(tcp).rustls_0_23(tls).timeout(t.connect);
     Ok(awc::Client::builder().connector(connector).timeout(t.head).no_default_headers().finish())
 }
 

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::cdn::source::{http_client, SourceTimeouts};
-use crate::cdn::{CdnManager, SourceSha256};
+use crate::cdn::{CdnManager, SourcePolicy, SourceSha256};
 use crate::ids::{filter_task_url, preheat_id};
 use crate::task_manager::{CdnStatus, DeleteTask, GetTask, RegisterTask, TaskManager, TaskSpec};
 
@@ -124,6 +124,7 @@ pub struct PreheatManager {
     tasks: Addr<TaskManager>,
     cdn: Addr<CdnManager>,
     config: PreheatConfig,
+    policy: SourcePolicy,
     state_file: PathBuf,
 }
 
@@ -134,7 +135,7 @@ struct StateFile {
 
 impl PreheatManager {
     /// Loads `<home>/preheats.json` if present; an unreadable file is logged and set aside.
-    pub fn new(home: &std::path::Path, tasks: Addr<TaskManager>, cdn: Addr<CdnManager>, config: PreheatConfig) -> Self {
+    pub fn new(home: &std::path::Path, tasks: Addr<TaskManager>, cdn: Addr<CdnManager>, config: PreheatConfig, policy: SourcePolicy) -> Self {
         let state_file = home.join("preheats.json");
         let records = match std::fs::read(&state_file) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
@@ -147,7 +148,7 @@ impl PreheatManager {
             },
             Err(_) => HashMap::new(),
         };
-        PreheatManager { records, jobs: HashMap::new(), tasks, cdn, config, state_file }
+        PreheatManager { records, jobs: HashMap::new(), tasks, cdn, config, policy, state_file }
     }
 
     fn persist(&self) {
@@ -195,7 +196,7 @@ impl PreheatManager {
     fn start_job(&mut self, id: &str, ctx: &mut Context<Self>) {
         let Some(record) = self.records.get(id).cloned() else { return };
         tracing::info!(preheat = %id, kind = ?record.kind, url = %record.url, "preheat started");
-        let env = JobEnv { tasks: self.tasks.clone(), cdn: self.cdn.clone(), me: ctx.address(), config: self.config.clone() };
+        let env = JobEnv { tasks: self.tasks.clone(), cdn: self.cdn.clone(), me: ctx.address(), config: self.config.clone(), policy: self.policy.clone() };
         let timeout = self.config.timeout;
         let job_id = id.to_string();
         let fut = async move {
@@ -261,6 +262,7 @@ struct JobEnv {
     cdn: Addr<CdnManager>,
     me: Addr<PreheatManager>,
     config: PreheatConfig,
+    policy: SourcePolicy,
 }
 
 /// Registers the task like dfget would and waits for the CDN; checks a layer digest if given.
@@ -297,7 +299,8 @@ async fn run_file(record: &Preheat, env: &JobEnv) -> Result<(), String> {
 /// Reads the manifest, creates one child per layer and waits for all of them.
 async fn run_image(record: &Preheat, env: &JobEnv) -> Result<(), String> {
     let timeouts = SourceTimeouts { connect: Duration::from_secs(3), head: env.config.registry_timeout };
-    let client = http_client(false, &[], &timeouts).map_err(|e| e.to_string())?;
+    env.policy.check_url(&record.url)?;
+    let client = http_client(false, &[], &timeouts, &env.policy).map_err(|e| e.to_string())?;
     let (layers, headers) = image::layer_urls(&client, &record.url, record.headers.clone(), &env.config.platform).await?;
     let mut children = Vec::with_capacity(layers.len());
     for (url, digest) in layers {
