@@ -83,6 +83,42 @@ pub fn wrapped_piece_md5(payload: &[u8], piece_size: u64) -> [u8; 16] {
     h.finalize().into()
 }
 
+/// Why bytes are not one wrapped piece.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PieceFormatError {
+    #[error("a wrapped piece has at least 5 bytes, got {0}")]
+    TooShort(usize),
+    #[error("header says {header} payload bytes, the piece carries {actual}")]
+    LengthMismatch { header: u64, actual: u64 },
+    #[error("header says piece size {header}, expected {expected}")]
+    SizeMismatch { header: u64, expected: u64 },
+    #[error("trailer byte is {0:#04x}, expected 0x7f")]
+    BadTrailer(u8),
+}
+
+/// Checks the framing of one wrapped piece (§5.4) and returns its payload.
+pub fn unwrap_piece(bytes: &[u8], piece_size: u64) -> Result<&[u8], PieceFormatError> {
+    if bytes.len() < PIECE_OVERHEAD as usize {
+        return Err(PieceFormatError::TooShort(bytes.len()));
+    }
+    let header = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as u64;
+    let data_len = header & 0x00FF_FFFF;
+    let actual = (bytes.len() - PIECE_OVERHEAD as usize) as u64;
+    if data_len != actual {
+        return Err(PieceFormatError::LengthMismatch { header: data_len, actual });
+    }
+    // Piece sizes are whole MiB, so `pieceSize << 4` sits above the 24 data-length bits.
+    let size_bits = header & !0x00FF_FFFF;
+    if size_bits != (piece_size << 4) & 0xFF00_0000 {
+        return Err(PieceFormatError::SizeMismatch { header: size_bits >> 4, expected: piece_size });
+    }
+    let trailer = bytes[bytes.len() - 1];
+    if trailer != PIECE_TRAILER {
+        return Err(PieceFormatError::BadTrailer(trailer));
+    }
+    Ok(&bytes[4..bytes.len() - 1])
+}
+
 /// A byte range `start-end` (inclusive) in CDN coordinates (§5.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PieceRange {
@@ -170,6 +206,22 @@ mod tests {
         assert_eq!(piece_header(4 * MIB - 5, 4 * MIB), 0x043F_FFFBu32.to_be_bytes());
         assert_eq!(piece_header(2_097_162, 4 * MIB), 0x0420_000Au32.to_be_bytes());
         assert_eq!(piece_header(0, 4 * MIB), [4, 0, 0, 0]);
+    }
+
+    #[test]
+    fn unwraps() {
+        let payload = b"hello";
+        let mut wrapped = piece_header(5, 4 * MIB).to_vec();
+        wrapped.extend_from_slice(payload);
+        wrapped.push(PIECE_TRAILER);
+        assert_eq!(unwrap_piece(&wrapped, 4 * MIB).unwrap(), payload);
+        assert_eq!(unwrap_piece(&[4, 0, 0, 0, 0x7f], 4 * MIB).unwrap(), b"");
+        assert!(matches!(unwrap_piece(&wrapped[..6], 4 * MIB), Err(PieceFormatError::LengthMismatch { .. })));
+        assert!(matches!(unwrap_piece(&wrapped, 5 * MIB), Err(PieceFormatError::SizeMismatch { .. })));
+        let mut bad = wrapped.clone();
+        *bad.last_mut().unwrap() = 0;
+        assert_eq!(unwrap_piece(&bad, 4 * MIB), Err(PieceFormatError::BadTrailer(0)));
+        assert_eq!(unwrap_piece(&[1, 2], 4 * MIB), Err(PieceFormatError::TooShort(2)));
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod json;
 mod middleware;
 mod peers;
 mod preheat;
-mod registry;
+pub mod registry;
 mod result;
 mod schedule;
 mod seeds;

@@ -150,6 +150,19 @@ pub fn decode_root_cas(list: &[String]) -> Result<Vec<Vec<u8>>, ApiError> {
         .collect()
 }
 
+fn decode(body: &[u8], form: bool) -> Result<TaskRegisterRequest, ApiError> {
+    if form {
+        form_to_value(body).and_then(bind_value)
+    } else {
+        bind_json(body)
+    }
+}
+
+/// Decodes and validates a registration body exactly as `POST /peer/registry` does (fuzz entry point).
+pub fn check_registration(body: &[u8], form: bool) -> Result<(), ApiError> {
+    decode(body, form).and_then(|r| validate(&r)).map(|_| ())
+}
+
 struct Validated {
     ip: Ipv4Addr,
     port: u16,
@@ -199,9 +212,7 @@ pub fn register_error_reply(e: &RegisterError) -> HttpResponse {
 #[tracing::instrument(name = "peer_registry", skip_all)]
 async fn register(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload).await?;
-    let parsed: Result<TaskRegisterRequest, ApiError> =
-        if is_form(&req) { form_to_value(&body).and_then(bind_value) } else { bind_json(&body) };
-    let r = match parsed {
+    let r = match decode(&body, is_form(&req)) {
         Ok(r) => r,
         Err(ApiError::BadRequest(m)) => return Ok(registry_bad_request(&m)),
         Err(e) => return Err(e),

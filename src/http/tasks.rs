@@ -38,7 +38,7 @@ pub struct TaskInfo {
     cdn_status: &'static str,
     #[serde(rename = "fileLength", skip_serializing_if = "is_zero")]
     file_length: u64,
-    #[serde(rename = "httpFileLength")]
+    #[serde(rename = "httpFileLength", skip_serializing_if = "is_zero_i64")]
     http_file_length: i64,
     #[serde(rename = "pieceSize", skip_serializing_if = "is_zero")]
     piece_size: u64,
@@ -63,6 +63,10 @@ pub struct TaskInfo {
 }
 
 fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_i64(v: &i64) -> bool {
     *v == 0
 }
 

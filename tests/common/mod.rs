@@ -1,5 +1,6 @@
 //! Test support: a real supernode on ephemeral loopback ports with a temporary home.
 #![allow(dead_code)]
+pub mod origin;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

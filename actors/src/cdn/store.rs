@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha1::Sha1;
 
 use crate::ids::TaskId;
-use crate::piece::{piece_md5_string, PieceLayout, DEFAULT_PIECE_SIZE};
+use crate::piece::{piece_md5_string, unwrap_piece, PieceLayout, DEFAULT_PIECE_SIZE};
 
 /// `.meta`: Go's keys (so Go caches stay readable) plus `rawURL`, `headers`, `insecure`, `rootCAs`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -259,8 +259,9 @@ pub fn rehash(path: &Path, layout: &PieceLayout) -> io::Result<(Vec<String>, Str
         let len = layout.wrapped_len(n) as usize;
         file.read_exact(&mut buf[..len])?;
         let piece = &buf[..len];
+        let payload = unwrap_piece(piece, layout.piece_size).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("piece {n}: {e}")))?;
         list.push(piece_md5_string(&Md5::digest(piece), len as u64));
-        whole.update(&piece[4..len - 1]);
+        whole.update(payload);
     }
     Ok((list, hex::encode(whole.finalize())))
 }
@@ -274,7 +275,8 @@ pub fn source_sha256(path: &Path, layout: &PieceLayout) -> io::Result<String> {
     for n in 0..layout.piece_count() {
         let len = layout.wrapped_len(n) as usize;
         file.read_exact(&mut buf[..len])?;
-        sha.update(&buf[4..len - 1]);
+        let payload = unwrap_piece(&buf[..len], layout.piece_size).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("piece {n}: {e}")))?;
+        sha.update(payload);
     }
     Ok(hex::encode(sha.finalize()))
 }
