@@ -193,7 +193,8 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Config::from_toml(path, &text)
     }
 }
@@ -235,10 +236,12 @@ impl Settings {
         if let Some(t) = &cli.api_token {
             config.security.api_token = t.clone();
         }
-        SourcePolicy::new(&config.security.source_allow, &config.security.source_deny).map_err(|message| ConfigError::Parse {
-            path: cli.config.clone().unwrap_or_default(),
-            key: "security.source_allow / source_deny".into(),
-            message,
+        SourcePolicy::new(&config.security.source_allow, &config.security.source_deny).map_err(|message| {
+            ConfigError::Parse {
+                path: cli.config.clone().unwrap_or_default(),
+                key: "security.source_allow / source_deny".into(),
+                message,
+            }
         })?;
         let s = &config.server;
         let home_dir = s.home_dir.clone().unwrap_or_else(default_home_dir);

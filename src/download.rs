@@ -12,9 +12,9 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use supernode_actors::cdn::{CdnManager, LookupServable};
 use supernode_actors::TaskId;
-use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 pub struct DownloadState {
@@ -86,7 +86,9 @@ async fn serve(req: HttpRequest, path: web::Path<(String, String)>, state: web::
         RangeRequest::Whole => (actix_web::http::StatusCode::OK, 0, len),
         RangeRequest::Part(a, b) => (actix_web::http::StatusCode::PARTIAL_CONTENT, a, b + 1),
         RangeRequest::Unsatisfiable => {
-            return HttpResponse::RangeNotSatisfiable().insert_header((header::CONTENT_RANGE, format!("bytes */{len}"))).finish();
+            return HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
+                .finish();
         }
     };
     let mut builder = HttpResponse::build(status);

@@ -93,17 +93,25 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     // Bind first: the download port's real number (it may be 0 in tests) is what clients are told.
     let download_bind = SocketAddr::new(server_cfg.listen_host, server_cfg.download_port);
     let control_bind = SocketAddr::new(server_cfg.listen_host, server_cfg.port);
-    let download_listener =
-        std::net::TcpListener::bind(download_bind).map_err(|source| StartError::Bind { addr: download_bind, source })?;
-    let download_addr = download_listener.local_addr().map_err(|source| StartError::Bind { addr: download_bind, source })?;
+    let download_listener = std::net::TcpListener::bind(download_bind)
+        .map_err(|source| StartError::Bind { addr: download_bind, source })?;
+    let download_addr =
+        download_listener.local_addr().map_err(|source| StartError::Bind { addr: download_bind, source })?;
 
-    let scheduler =
-        PieceScheduler::new(cfg.scheduler.clone(), super_peer.id, settings.advertise_ip, download_addr.port(), metrics.clone()).start();
+    let scheduler = PieceScheduler::new(
+        cfg.scheduler.clone(),
+        super_peer.id,
+        settings.advertise_ip,
+        download_addr.port(),
+        metrics.clone(),
+    )
+    .start();
     let tasks_ctx = Context::<TaskManager>::new();
     let tasks_addr = tasks_ctx.address();
     let cdn = {
         let (cdn_cfg, cached, metrics, policy) = (cfg.cdn.clone(), cached.clone(), metrics.clone(), policy.clone());
-        let (opened, finished, pieces) = (tasks_addr.clone().recipient(), tasks_addr.clone().recipient(), scheduler.clone().recipient());
+        let (opened, finished, pieces) =
+            (tasks_addr.clone().recipient(), tasks_addr.clone().recipient(), scheduler.clone().recipient());
         CdnManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
             CdnManager::new(store, cdn_cfg, cached, opened, finished, pieces, metrics, policy)
         })
@@ -113,12 +121,22 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         fail_access_interval: cfg.cdn.fail_access_interval,
         open_wait: cfg.cdn.source_head_timeout + cfg.cdn.source_connect_timeout,
     };
-    let tasks = tasks_ctx.run(TaskManager::new(&cached, cdn.clone(), scheduler.clone().recipient(), metrics.clone(), limits));
+    let tasks =
+        tasks_ctx.run(TaskManager::new(&cached, cdn.clone(), scheduler.clone().recipient(), metrics.clone(), limits));
 
-    GcActor::new(cfg.gc.clone(), cfg.cdn.cache_quota_bytes, peers.clone(), tasks.clone(), scheduler.clone(), cdn.clone(), metrics.clone())
-        .start();
+    GcActor::new(
+        cfg.gc.clone(),
+        cfg.cdn.cache_quota_bytes,
+        peers.clone(),
+        tasks.clone(),
+        scheduler.clone(),
+        cdn.clone(),
+        metrics.clone(),
+    )
+    .start();
     let preheats = {
-        let (home, tasks, cdn, cfg, policy) = (settings.home_dir.clone(), tasks.clone(), cdn.clone(), cfg.preheat.clone(), policy.clone());
+        let (home, tasks, cdn, cfg, policy) =
+            (settings.home_dir.clone(), tasks.clone(), cdn.clone(), cfg.preheat.clone(), policy.clone());
         PreheatManager::new(&home, tasks, cdn, cfg, policy).start()
     };
     let state = web::Data::new(AppState {
@@ -151,7 +169,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 
     let download_state = web::Data::new(download::DownloadState { cdn });
     let download = HttpServer::new(move || {
-        App::new().app_data(download_state.clone()).configure(download::routes).default_service(web::to(http::not_found))
+        App::new()
+            .app_data(download_state.clone())
+            .configure(download::routes)
+            .default_service(web::to(http::not_found))
     })
     .keep_alive(Duration::from_secs(600))
     .shutdown_timeout(server_cfg.shutdown_timeout_secs)

@@ -60,7 +60,10 @@ impl ResponseError for ApiError {
         let message = self.to_string();
         let mut res = super::json::json_response(status, &ErrorBody { code: status.as_u16(), message: &message });
         if status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(actix_web::http::header::WWW_AUTHENTICATE, actix_web::http::header::HeaderValue::from_static("Bearer"));
+            res.headers_mut().insert(
+                actix_web::http::header::WWW_AUTHENTICATE,
+                actix_web::http::header::HeaderValue::from_static("Bearer"),
+            );
         }
         res
     }

@@ -150,7 +150,8 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> HttpRespons
 
 /// The query string as ordered key/value pairs (keys may repeat).
 pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str(req.query_string()).map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
+    serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ fn unversioned(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/v")?;
     let end = rest.find('/')?;
     let version = &rest[..end];
-    let ok = !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.') && version.as_bytes()[0].is_ascii_digit();
+    let ok = !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && version.as_bytes()[0].is_ascii_digit();
     ok.then(|| &rest[end..])
 }
 
@@ -76,7 +78,9 @@ pub async fn observe(
 fn is_guarded(method: &actix_web::http::Method, path: &str) -> bool {
     use actix_web::http::Method;
     let mutating = matches!(*method, Method::POST | Method::PUT | Method::DELETE);
-    let operator_api = (path.starts_with("/api/v1/") && !path.starts_with("/api/v1/peer/")) || path == "/preheats" || path.starts_with("/preheats/");
+    let operator_api = (path.starts_with("/api/v1/") && !path.starts_with("/api/v1/peer/"))
+        || path == "/preheats"
+        || path.starts_with("/preheats/");
     mutating && operator_api
 }
 
@@ -120,7 +124,11 @@ mod tests {
         assert!(!super::is_guarded(&Method::GET, "/api/v1/peers"));
         assert!(!super::is_guarded(&Method::POST, "/peer/registry"));
         assert!(!super::is_guarded(&Method::POST, "/api/v1/peer/heartbeat"));
-        assert!(super::same_secret(b"abc", b"abc") && !super::same_secret(b"abc", b"abd") && !super::same_secret(b"ab", b"abc"));
+        assert!(
+            super::same_secret(b"abc", b"abc")
+                && !super::same_secret(b"abc", b"abd")
+                && !super::same_secret(b"ab", b"abc")
+        );
     }
 
     #[test]

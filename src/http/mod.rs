@@ -10,9 +10,9 @@ pub mod registry;
 mod result;
 mod schedule;
 mod seeds;
-mod ui;
 mod system;
 mod tasks;
+mod ui;
 
 use std::sync::Arc;
 

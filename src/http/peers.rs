@@ -2,12 +2,14 @@
 
 use std::net::Ipv4Addr;
 
-use actix_web::http::StatusCode;
 use actix_web::http::Method;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
-use supernode_actors::peer_registry::{DeletePeer, GetPeer, ListPeers, PeerError, PeerInfo, PeerSortKey, RegisterPeer, SortDirection};
+use supernode_actors::peer_registry::{
+    DeletePeer, GetPeer, ListPeers, PeerError, PeerInfo, PeerSortKey, RegisterPeer, SortDirection,
+};
 use supernode_actors::PeerId;
 
 use super::error::ApiError;
@@ -131,9 +133,12 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
         match key.as_str() {
             "pageNum" => msg.page_num = parse_count("pageNum", &value)?,
             "pageSize" => page_size = Some(parse_count("pageSize", &value)?),
-            "sortKey" => msg.sort.push(value.parse::<PeerSortKey>().map_err(|e| ApiError::BadRequest(format!("sortKey: {e}")))?),
+            "sortKey" => {
+                msg.sort.push(value.parse::<PeerSortKey>().map_err(|e| ApiError::BadRequest(format!("sortKey: {e}")))?)
+            }
             "sortDirect" => {
-                msg.direction = value.parse::<SortDirection>().map_err(|e| ApiError::BadRequest(format!("sortDirect: {e}")))?
+                msg.direction =
+                    value.parse::<SortDirection>().map_err(|e| ApiError::BadRequest(format!("sortDirect: {e}")))?
             }
             _ => {}
         }

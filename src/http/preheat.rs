@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
 use actix_web::http::Method;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
-use supernode_actors::preheat::{CreateOutcome, CreatePreheat, DeletePreheat, GetPreheat, ListPreheats, Preheat, PreheatRequest, PreheatType};
+use supernode_actors::preheat::{
+    CreateOutcome, CreatePreheat, DeletePreheat, GetPreheat, ListPreheats, Preheat, PreheatRequest, PreheatType,
+};
 
 use super::error::ApiError;
 use super::json::{bind_json, json_response, read_body};
@@ -16,7 +18,10 @@ use super::{AppState, RouteSet};
 pub fn routes(r: &mut RouteSet) {
     for prefix in ["", "/api/v1"] {
         r.add(&format!("{prefix}/preheats"), vec![(Method::POST, web::to(create)), (Method::GET, web::to(list))]);
-        r.add(&format!("{prefix}/preheats/{{id}}"), vec![(Method::GET, web::to(get)), (Method::DELETE, web::to(delete))]);
+        r.add(
+            &format!("{prefix}/preheats/{{id}}"),
+            vec![(Method::GET, web::to(get)), (Method::DELETE, web::to(delete))],
+        );
     }
 }
 
@@ -94,7 +99,9 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     state.check_source(&url)?;
     let request = PreheatRequest { kind, url, filter: r.filter, identifier: r.identifier, headers: r.headers };
     match state.preheats.send(CreatePreheat(request)).await? {
-        CreateOutcome::Created(id) | CreateOutcome::InProgress(id) => Ok(json_response(StatusCode::OK, &CreatedBody { id })),
+        CreateOutcome::Created(id) | CreateOutcome::InProgress(id) => {
+            Ok(json_response(StatusCode::OK, &CreatedBody { id }))
+        }
         CreateOutcome::AlreadyDone(id) => {
             let message = format!("preheat task already exists, id:{id}");
             Ok(json_response(StatusCode::ALREADY_REPORTED, &AlreadyBody { id, code: 208, message }))
@@ -109,7 +116,11 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let p = state.preheats.send(GetPreheat(id.clone())).await?.ok_or_else(|| ApiError::NotFound(format!("{id} doesn't exists")))?;
+    let p = state
+        .preheats
+        .send(GetPreheat(id.clone()))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{id} doesn't exists")))?;
     Ok(json_response(StatusCode::OK, &PreheatInfo::from(p)))
 }
 

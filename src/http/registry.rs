@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use actix_web::http::Uri;
 use actix_web::http::Method;
+use actix_web::http::Uri;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -93,10 +93,15 @@ fn form_to_value(body: &[u8]) -> Result<Value, ApiError> {
         let Some(field) = fields.iter().find(|f| f.eq_ignore_ascii_case(&key)) else { continue };
         let v = match *field {
             "port" | "fileLength" => Value::from(
-                value.trim().parse::<i64>().map_err(|_| ApiError::BadRequest(format!("{field}: {value:?} is not an integer")))?,
+                value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::BadRequest(format!("{field}: {value:?} is not an integer")))?,
             ),
             "dfdaemon" | "insecure" | "asSeed" => Value::from(
-                value.parse::<bool>().map_err(|_| ApiError::BadRequest(format!("{field}: {value:?} is not true or false")))?,
+                value
+                    .parse::<bool>()
+                    .map_err(|_| ApiError::BadRequest(format!("{field}: {value:?} is not true or false")))?,
             ),
             "headers" | "rootCAs" => {
                 let entry = map.entry(field.to_string()).or_insert_with(|| Value::Array(Vec::new()));
@@ -121,10 +126,12 @@ pub fn header_list_to_map(list: &[String]) -> BTreeMap<String, String> {
         if k.is_empty() || v.is_empty() {
             continue;
         }
-        map.entry(k.to_string()).and_modify(|old| {
-            old.push(',');
-            old.push_str(v);
-        }).or_insert_with(|| v.to_string());
+        map.entry(k.to_string())
+            .and_modify(|old| {
+                old.push(',');
+                old.push_str(v);
+            })
+            .or_insert_with(|| v.to_string());
     }
     map
 }
@@ -210,7 +217,11 @@ pub fn register_error_reply(e: &RegisterError) -> HttpResponse {
 }
 
 #[tracing::instrument(name = "peer_registry", skip_all)]
-async fn register(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn register(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload).await?;
     let r = match decode(&body, is_form(&req)) {
         Ok(r) => r,
@@ -231,7 +242,13 @@ async fn register(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
     tracing::info!(cid = %r.cid, url = %r.raw_url, "registration");
     let (peer, _) = match state
         .peers
-        .send(RegisterPeer { host_name: r.host_name.clone(), ip: v.ip, port: v.port, version: r.version.clone(), is_super: false })
+        .send(RegisterPeer {
+            host_name: r.host_name.clone(),
+            ip: v.ip,
+            port: v.port,
+            version: r.version.clone(),
+            is_super: false,
+        })
         .await?
     {
         Ok(p) => p,
@@ -279,7 +296,13 @@ mod tests {
 
     #[test]
     fn headers_to_map() {
-        let m = header_list_to_map(&["X-Foo: a".into(), "X-Foo: b".into(), "Bad".into(), "Empty:".into(), "Authorization: Basic a:b".into()]);
+        let m = header_list_to_map(&[
+            "X-Foo: a".into(),
+            "X-Foo: b".into(),
+            "Bad".into(),
+            "Empty:".into(),
+            "Authorization: Basic a:b".into(),
+        ]);
         assert_eq!(m.get("X-Foo").map(String::as_str), Some("a,b"));
         assert_eq!(m.get("Authorization").map(String::as_str), Some("Basic a:b"));
         assert_eq!(m.len(), 2);

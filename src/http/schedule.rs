@@ -10,8 +10,8 @@ use serde::Serialize;
 use supernode_actors::cdn::{HashPieceOnDisk, LookupServable};
 use supernode_actors::piece::PieceRange;
 use supernode_actors::scheduler::{
-    Assignment, ClientStatus, PieceErrorFollowUp, PieceErrorKind, PieceResult, PieceSuccess, Poll, PollReply, ReportPieceError,
-    SchedError, ServiceDown,
+    Assignment, ClientStatus, PieceErrorFollowUp, PieceErrorKind, PieceResult, PieceSuccess, Poll, PollReply,
+    ReportPieceError, SchedError, ServiceDown,
 };
 use supernode_actors::task_manager::InvalidateCache;
 use supernode_actors::TaskId;
@@ -124,15 +124,17 @@ fn parse_poll(q: &HashMap<String, String>) -> Result<Poll, PollReply> {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
     let status = parse_status(get("status"))
         .ok_or_else(|| PollReply::Invalid(format!("status: {:?} is not one of 700, 701, 702", get("status"))))?;
-    let task_id = TaskId::parse(get("taskId")).ok_or_else(|| PollReply::NotFound(format!("taskId: {:?} not found", get("taskId"))))?;
+    let task_id = TaskId::parse(get("taskId"))
+        .ok_or_else(|| PollReply::NotFound(format!("taskId: {:?} not found", get("taskId"))))?;
     let cid = get("srcCid");
     if cid.is_empty() {
         return Err(PollReply::Invalid("srcCid: empty value".into()));
     }
     let report = if status == ClientStatus::Running {
         let range: PieceRange = get("range").parse().map_err(|e| PollReply::Invalid(format!("range: {e}")))?;
-        let result = parse_result(get("result"))
-            .ok_or_else(|| PollReply::Invalid(format!("result: {:?} is not one of 500, 501, 502, 503", get("result"))))?;
+        let result = parse_result(get("result")).ok_or_else(|| {
+            PollReply::Invalid(format!("result: {:?} is not one of 500, 501, 502, 503", get("result")))
+        })?;
         Some((range, get("dstCid").to_string(), result))
     } else {
         None
@@ -165,14 +167,18 @@ fn required_task_id(q: &HashMap<String, String>) -> Result<TaskId, ApiError> {
 }
 
 fn required<'a>(q: &'a HashMap<String, String>, key: &str) -> Result<&'a str, ApiError> {
-    q.get(key).map(String::as_str).filter(|v| !v.is_empty()).ok_or_else(|| ApiError::BadRequest(format!("{key}: empty value")))
+    q.get(key)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("{key}: empty value")))
 }
 
 async fn piece_success(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q = query_map(&req)?;
     let task_id = required_task_id(&q)?;
     let cid = required(&q, "cid")?.to_string();
-    let range: PieceRange = required(&q, "pieceRange")?.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
+    let range: PieceRange =
+        required(&q, "pieceRange")?.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
     let dst_cid = q.get("dstCid").cloned().unwrap_or_default();
     state.scheduler.send(PieceSuccess { task_id, cid, dst_cid, range }).await?.map_err(sched_error)?;
     Ok(result_msg(ResultCode::PieceReportOk, ""))
@@ -279,7 +285,11 @@ pub mod task_metrics {
         r.add("/task/metrics", vec![(Method::POST, web::to(report))]);
     }
 
-    async fn report(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    async fn report(
+        req: HttpRequest,
+        payload: web::Payload,
+        state: web::Data<AppState>,
+    ) -> Result<HttpResponse, ApiError> {
         let body = read_body(&req, payload).await?;
         let r: TaskMetricsRequest = bind_json(&body)?;
         if r.port != 0 {
@@ -297,7 +307,9 @@ pub mod task_metrics {
                 m.dfget_duration.with_label_values(&labels).observe(r.duration);
                 m.dfget_size_bytes.with_label_values(&labels).inc_by(r.file_length.max(0) as u64);
             } else {
-                m.dfget_failed.with_label_values(&[r.call_system.as_str(), r.ip.as_str(), r.backsource_reason.as_str()]).inc();
+                m.dfget_failed
+                    .with_label_values(&[r.call_system.as_str(), r.ip.as_str(), r.backsource_reason.as_str()])
+                    .inc();
                 m.dfgettasks_failed.with_label_values(&[r.call_system.as_str()]).inc();
             }
         }

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
 use actix_web::http::Method;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use supernode_actors::peer_registry::GetPeer;
@@ -63,7 +63,11 @@ struct HeartBeatResponse {
     version: String,
 }
 
-async fn heartbeat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn heartbeat(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload).await?;
     let r: HeartBeatRequest = read_optional(&body)?;
     let info = state.scheduler.send(Heartbeat { cid: r.cid }).await?;
@@ -113,14 +117,26 @@ struct NetworkInfoFetchResponse {
     nodes: Option<Vec<Node>>,
 }
 
-async fn network(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn network(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let mut start = 0usize;
     let mut limit: i64 = 500;
     for (k, v) in query_pairs(&req)? {
         match k.as_str() {
-            "start" => start = v.parse().map_err(|_| ApiError::BadRequest(format!("start: {v:?} is not a non-negative integer")))?,
+            "start" => {
+                start = v
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("start: {v:?} is not a non-negative integer")))?
+            }
             "limit" => {
-                limit = v.parse().ok().filter(|l| *l >= -1).ok_or_else(|| ApiError::BadRequest(format!("limit: {v:?} is not an integer >= -1")))?
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| *l >= -1)
+                    .ok_or_else(|| ApiError::BadRequest(format!("limit: {v:?} is not an integer >= -1")))?
             }
             _ => {}
         }
@@ -128,7 +144,8 @@ async fn network(req: HttpRequest, payload: web::Payload, state: web::Data<AppSt
     let body = read_body(&req, payload).await?;
     let r: NetworkInfoFetchRequest = read_optional(&body)?;
     state.check_list_len("urls", r.urls.len())?;
-    let urls: Vec<String> = r.urls.into_iter().skip(start).take(if limit < 0 { usize::MAX } else { limit as usize }).collect();
+    let urls: Vec<String> =
+        r.urls.into_iter().skip(start).take(if limit < 0 { usize::MAX } else { limit as usize }).collect();
     let seeds = state.scheduler.send(NetworkInfo { urls }).await?;
     let mut by_peer: BTreeMap<String, Vec<SeedNode>> = BTreeMap::new();
     for s in seeds {

@@ -1,7 +1,7 @@
 //! `/_ping`, `/version`, `/metrics` (§3.8).
 
-use actix_web::http::StatusCode;
 use actix_web::http::Method;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use prometheus::{Encoder, TextEncoder};
 use serde::Serialize;
@@ -13,6 +13,14 @@ pub fn routes(r: &mut RouteSet) {
     r.add("/_ping", vec![(Method::GET, web::to(ping))]);
     r.add("/version", vec![(Method::GET, web::to(version))]);
     r.add("/metrics", vec![(Method::GET, web::to(metrics))]);
+    r.add("/api/v1/openapi.json", vec![(Method::GET, web::to(openapi))]);
+}
+
+/// The API as this server implements it (kept in `openapi.json`, checked against the routes by tests).
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }
 
 async fn ping() -> HttpResponse {

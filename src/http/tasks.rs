@@ -3,15 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
 use actix_web::http::Method;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use supernode_actors::ids::filter_task_url;
 use supernode_actors::peer_registry::GetPeer;
 use supernode_actors::piece::PieceRange;
-use supernode_actors::scheduler::{ApplyPieceResult, Progress, PeerCompletedTask, Poll, PollReply, ReportPieceError, ResolvePeer, RegisterClient};
-use supernode_actors::task_manager::{DeleteTask, GetTask, ListTasks, RegisterError, RegisterTask, SetPaused, Task, TaskSpec};
+use supernode_actors::scheduler::{
+    ApplyPieceResult, PeerCompletedTask, Poll, PollReply, Progress, RegisterClient, ReportPieceError, ResolvePeer,
+};
+use supernode_actors::task_manager::{
+    DeleteTask, GetTask, ListTasks, RegisterError, RegisterTask, SetPaused, Task, TaskSpec,
+};
 use supernode_actors::{PeerId, TaskId};
 
 use super::error::ApiError;
@@ -22,11 +26,17 @@ use super::{AppState, RouteSet};
 
 pub fn routes(r: &mut RouteSet) {
     r.add("/api/v1/tasks", vec![(Method::POST, web::to(create)), (Method::GET, web::to(list))]);
-    r.add("/api/v1/tasks/{id}", vec![(Method::GET, web::to(get)), (Method::PUT, web::to(update)), (Method::DELETE, web::to(delete))]);
+    r.add(
+        "/api/v1/tasks/{id}",
+        vec![(Method::GET, web::to(get)), (Method::PUT, web::to(update)), (Method::DELETE, web::to(delete))],
+    );
     r.add("/api/v1/tasks/{id}/pieces", vec![(Method::GET, web::to(pull_pieces))]);
     r.add("/api/v1/tasks/{id}/pieces/{pieceRange}", vec![(Method::PUT, web::to(update_piece))]);
     // Go answered GET with a JSON body; swagger says POST. Both work.
-    r.add("/api/v1/tasks/{id}/pieces/{pieceRange}/error", vec![(Method::POST, web::to(piece_error)), (Method::GET, web::to(piece_error))]);
+    r.add(
+        "/api/v1/tasks/{id}/pieces/{pieceRange}/error",
+        vec![(Method::POST, web::to(piece_error)), (Method::GET, web::to(piece_error))],
+    );
 }
 
 /// TaskInfo (§4.2): every key omitted when empty; `paused` and `errorMsg` are ours.
@@ -225,7 +235,12 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .into_iter()
         .map(|t| {
             let p = progress.get(&t.id).cloned().unwrap_or_default();
-            TaskSummary { info: TaskInfo::from(t), clients: p.clients, finished_clients: p.finished_clients, cdn_pieces: p.cdn_pieces }
+            TaskSummary {
+                info: TaskInfo::from(t),
+                clients: p.clients,
+                finished_clients: p.finished_clients,
+                cdn_pieces: p.cdn_pieces,
+            }
         })
         .collect();
     Ok(json_response(StatusCode::OK, &all))
@@ -233,7 +248,11 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = task_id(&path)?;
-    let task = state.tasks.send(GetTask(id.clone())).await?.ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
+    let task = state
+        .tasks
+        .send(GetTask(id.clone()))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
     Ok(json_response(StatusCode::OK, &TaskInfo::from(task)))
 }
 
@@ -242,7 +261,11 @@ fn go_bool(s: &str) -> bool {
     matches!(s, "1" | "t" | "T" | "TRUE" | "true" | "True")
 }
 
-async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = task_id(&path)?;
     let full = query_pairs(&req)?.into_iter().find(|(k, _)| k == "full").is_some_and(|(_, v)| go_bool(&v));
     if state.tasks.send(DeleteTask { task_id: id.clone(), delete_files: full }).await? {
@@ -261,14 +284,23 @@ struct TaskUpdateRequest {
     paused: Option<bool>,
 }
 
-async fn update(req: HttpRequest, path: web::Path<String>, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = task_id(&path)?;
     let body = read_body(&req, payload).await?;
     let r: TaskUpdateRequest = bind_json(&body)?;
     if r.peer_id.is_empty() && r.paused.is_none() {
         return Err(ApiError::BadRequest("peerID or paused: give at least one".into()));
     }
-    let mut task = state.tasks.send(GetTask(id.clone())).await?.ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
+    let mut task = state
+        .tasks
+        .send(GetTask(id.clone()))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
     if !r.peer_id.is_empty() {
         state
             .scheduler
@@ -318,14 +350,25 @@ struct PieceInfo {
     path: String,
 }
 
-async fn pull_pieces(req: HttpRequest, path: web::Path<String>, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn pull_pieces(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = task_id(&path)?;
     let mut client_id = String::new();
     let mut num = 4usize;
     for (k, v) in query_pairs(&req)? {
         match k.as_str() {
             "clientID" => client_id = v,
-            "num" => num = v.parse().ok().filter(|n| (1..=64).contains(n)).ok_or_else(|| ApiError::BadRequest(format!("num: {v:?} is not an integer from 1 to 64")))?,
+            "num" => {
+                num = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| ApiError::BadRequest(format!("num: {v:?} is not an integer from 1 to 64")))?
+            }
             _ => {}
         }
     }
@@ -333,16 +376,31 @@ async fn pull_pieces(req: HttpRequest, path: web::Path<String>, payload: web::Pa
         return Err(ApiError::BadRequest("clientID: required".into()));
     }
     let body = read_body(&req, payload).await?;
-    let r: PiecePullRequest = if body.iter().all(u8::is_ascii_whitespace) { PiecePullRequest::default() } else { bind_json(&body)? };
+    let r: PiecePullRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { PiecePullRequest::default() } else { bind_json(&body)? };
     let status = if r.dfget_task_status.is_empty() {
         supernode_actors::scheduler::ClientStatus::Started
     } else {
-        parse_status(&r.dfget_task_status).ok_or_else(|| ApiError::BadRequest(format!("dfgetTaskStatus: {:?} is not STARTED, RUNNING or FINISHED", r.dfget_task_status)))?
+        parse_status(&r.dfget_task_status).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "dfgetTaskStatus: {:?} is not STARTED, RUNNING or FINISHED",
+                r.dfget_task_status
+            ))
+        })?
     };
     let report = if status == supernode_actors::scheduler::ClientStatus::Running {
         let range: PieceRange = r.piece_range.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
-        let result = parse_result(&r.piece_result).ok_or_else(|| ApiError::BadRequest(format!("pieceResult: {:?} is not FAILED, SUCCESS, INVALID or SEMISUC", r.piece_result)))?;
-        let dst = state.scheduler.send(ResolvePeer { task_id: id.clone(), peer_id: PeerId::from_raw(&r.dst_pid) }).await?.unwrap_or_default();
+        let result = parse_result(&r.piece_result).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "pieceResult: {:?} is not FAILED, SUCCESS, INVALID or SEMISUC",
+                r.piece_result
+            ))
+        })?;
+        let dst = state
+            .scheduler
+            .send(ResolvePeer { task_id: id.clone(), peer_id: PeerId::from_raw(&r.dst_pid) })
+            .await?
+            .unwrap_or_default();
         Some((range, dst, result))
     } else {
         None
@@ -380,7 +438,12 @@ struct PieceUpdateRequest {
     piece_status: String,
 }
 
-async fn update_piece(req: HttpRequest, path: web::Path<(String, String)>, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn update_piece(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (raw_id, raw_range) = path.into_inner();
     let id = task_id(&raw_id)?;
     let range: PieceRange = raw_range.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
@@ -389,9 +452,14 @@ async fn update_piece(req: HttpRequest, path: web::Path<(String, String)>, paylo
     if r.client_id.is_empty() {
         return Err(ApiError::BadRequest("clientID: required".into()));
     }
-    let result = parse_result(&r.piece_status)
-        .ok_or_else(|| ApiError::BadRequest(format!("pieceStatus: {:?} is not FAILED, SUCCESS, INVALID or SEMISUC", r.piece_status)))?;
-    let dst_cid = state.scheduler.send(ResolvePeer { task_id: id.clone(), peer_id: PeerId::from_raw(&r.dst_pid) }).await?.unwrap_or_default();
+    let result = parse_result(&r.piece_status).ok_or_else(|| {
+        ApiError::BadRequest(format!("pieceStatus: {:?} is not FAILED, SUCCESS, INVALID or SEMISUC", r.piece_status))
+    })?;
+    let dst_cid = state
+        .scheduler
+        .send(ResolvePeer { task_id: id.clone(), peer_id: PeerId::from_raw(&r.dst_pid) })
+        .await?
+        .unwrap_or_default();
     state
         .scheduler
         .send(ApplyPieceResult { task_id: id, cid: r.client_id, dst_cid, range, result })
@@ -420,13 +488,19 @@ struct PieceErrorRequest {
     error_type: String,
 }
 
-async fn piece_error(req: HttpRequest, path: web::Path<(String, String)>, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn piece_error(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (raw_id, raw_range) = path.into_inner();
     let id = task_id(&raw_id)?;
     let body = read_body(&req, payload).await?;
     let r: PieceErrorRequest = bind_json(&body)?;
-    let kind = parse_error_type(&r.error_type)
-        .ok_or_else(|| ApiError::BadRequest(format!("errorType: {:?} is not FILE_NOT_EXIST or FILE_MD5_NOT_MATCH", r.error_type)))?;
+    let kind = parse_error_type(&r.error_type).ok_or_else(|| {
+        ApiError::BadRequest(format!("errorType: {:?} is not FILE_NOT_EXIST or FILE_MD5_NOT_MATCH", r.error_type))
+    })?;
     if r.dst_pid.is_empty() {
         return Err(ApiError::BadRequest("dstPid: empty value".into()));
     }
@@ -440,6 +514,7 @@ async fn piece_error(req: HttpRequest, path: web::Path<(String, String)>, payloa
         .send(ResolvePeer { task_id: id.clone(), peer_id: PeerId::from_raw(&r.dst_pid) })
         .await?
         .unwrap_or(r.dst_pid);
-    handle_piece_error(&state, ReportPieceError { task_id: id, reporter: r.src_cid, dst, kind, range: Some(range) }).await?;
+    handle_piece_error(&state, ReportPieceError { task_id: id, reporter: r.src_cid, dst, kind, range: Some(range) })
+        .await?;
     Ok(HttpResponse::Ok().finish())
 }

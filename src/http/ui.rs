@@ -8,7 +8,10 @@ const PAGE: &str = include_str!("ui.html");
 
 pub fn routes(r: &mut RouteSet) {
     r.add("/ui", vec![(Method::GET, web::to(page))]);
-    r.add("/", vec![(Method::GET, web::to(|| async { HttpResponse::Found().insert_header(("Location", "/ui")).finish() }))]);
+    r.add(
+        "/",
+        vec![(Method::GET, web::to(|| async { HttpResponse::Found().insert_header(("Location", "/ui")).finish() }))],
+    );
 }
 
 async fn page() -> HttpResponse {
