@@ -153,12 +153,20 @@ impl Handler<RunGc> for GcActor {
                             report.tasks += 1;
                         }
                     }
-                    let gone = peers.send(CollectIdlePeers { idle: c.peer_expire_time, keep: swept.active_peers }).await.unwrap_or_default();
+                    let gone = peers
+                        .send(CollectIdlePeers { idle: c.peer_expire_time, keep: swept.active_peers })
+                        .await
+                        .unwrap_or_default();
                     report.peers = gone.len();
                     metrics.gc_tasks.inc_by(report.tasks as u64);
                     metrics.gc_peers.inc_by(report.peers as u64);
                     if report != GcReport::default() {
-                        tracing::info!(clients = report.clients, tasks = report.tasks, peers = report.peers, "meta GC collected");
+                        tracing::info!(
+                            clients = report.clients,
+                            tasks = report.tasks,
+                            peers = report.peers,
+                            "meta GC collected"
+                        );
                     }
                 }
                 RunGc::Disk => {
@@ -170,7 +178,8 @@ impl Handler<RunGc> for GcActor {
                         clean_ratio: c.clean_ratio,
                         quota,
                     };
-                    let evicted = cdn.send(CollectDisk { policy, protected: swept.busy_tasks }).await.unwrap_or_default();
+                    let evicted =
+                        cdn.send(CollectDisk { policy, protected: swept.busy_tasks }).await.unwrap_or_default();
                     report.files = evicted.len();
                     for id in evicted {
                         tasks.do_send(DeleteTask { task_id: id, delete_files: true });

@@ -66,36 +66,68 @@ impl Metrics {
         let size_buckets = exponential_buckets(100.0, 10.0, 8)?;
         let m = Metrics {
             registry: Registry::new(),
-            http_requests: IntCounterVec::new(sn("http_requests_total", "HTTP requests by handler and status code"), &["code", "handler"])?,
+            http_requests: IntCounterVec::new(
+                sn("http_requests_total", "HTTP requests by handler and status code"),
+                &["code", "handler"],
+            )?,
             http_duration: HistogramVec::new(
-                hist("http_request_duration_seconds", "HTTP request latency", vec![0.01, 0.02, 0.04, 0.1, 0.2, 0.4, 1.0, 2.0, 4.0, 8.0, 20.0, 60.0, 120.0]),
+                hist(
+                    "http_request_duration_seconds",
+                    "HTTP request latency",
+                    vec![0.01, 0.02, 0.04, 0.1, 0.2, 0.4, 1.0, 2.0, 4.0, 8.0, 20.0, 60.0, 120.0],
+                ),
                 &["handler"],
             )?,
-            http_request_size: HistogramVec::new(hist("http_request_size_bytes", "HTTP request sizes", size_buckets.clone()), &["handler"])?,
-            http_response_size: HistogramVec::new(hist("http_response_size_bytes", "HTTP response sizes", size_buckets), &["handler"])?,
-            pieces_downloaded_bytes: IntCounter::with_opts(sn("pieces_downloaded_size_bytes_total", "bytes of pieces clients reported fetched from the supernode"))?,
+            http_request_size: HistogramVec::new(
+                hist("http_request_size_bytes", "HTTP request sizes", size_buckets.clone()),
+                &["handler"],
+            )?,
+            http_response_size: HistogramVec::new(
+                hist("http_response_size_bytes", "HTTP response sizes", size_buckets),
+                &["handler"],
+            )?,
+            pieces_downloaded_bytes: IntCounter::with_opts(sn(
+                "pieces_downloaded_size_bytes_total",
+                "bytes of pieces clients reported fetched from the supernode",
+            ))?,
             peers: IntGaugeVec::new(sn("peers", "registered peers by IP"), &["peer"])?,
             tasks: IntGaugeVec::new(sn("tasks", "tasks by CDN status"), &["cdnstatus"])?,
             tasks_registered: IntCounter::with_opts(sn("tasks_registered_total", "successful task registrations"))?,
             cdn_trigger: IntCounter::with_opts(sn("cdn_trigger_total", "CDN runs started"))?,
             cdn_trigger_failed: IntCounter::with_opts(sn("cdn_trigger_failed_total", "CDN runs failed"))?,
             schedule_duration_ms: HistogramVec::new(
-                hist("schedule_duration_milliseconds", "time to schedule one /peer/task poll", exponential_buckets(0.01, 2.0, 7)?),
+                hist(
+                    "schedule_duration_milliseconds",
+                    "time to schedule one /peer/task poll",
+                    exponential_buckets(0.01, 2.0, 7)?,
+                ),
                 &["peer"],
             )?,
             cdn_cache_hit: IntCounter::with_opts(sn("cdn_cache_hit_total", "CDN runs answered from the cache"))?,
             cdn_cache_miss: IntCounter::with_opts(sn("cdn_cache_miss_total", "CDN runs that had to fetch the source"))?,
             cdn_download: IntCounter::with_opts(sn("cdn_download_total", "origin downloads"))?,
-            cdn_download_failed: IntCounter::with_opts(sn("cdn_download_failed_total", "origin downloads that failed"))?,
-            cdn_download_bytes: IntCounter::with_opts(sn("cdn_download_size_bytes_total", "bytes received from origins"))?,
+            cdn_download_failed: IntCounter::with_opts(sn(
+                "cdn_download_failed_total",
+                "origin downloads that failed",
+            ))?,
+            cdn_download_bytes: IntCounter::with_opts(sn(
+                "cdn_download_size_bytes_total",
+                "bytes received from origins",
+            ))?,
             cdn_duration: Histogram::with_opts(hist(
                 "cdn_duration_seconds",
                 "wall time of one CDN run",
                 vec![0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0],
             ))?,
             dfgettasks: IntGaugeVec::new(sn("dfgettasks", "dfget tasks by status"), &["callsystem", "status"])?,
-            dfgettasks_registered: IntCounterVec::new(sn("dfgettasks_registered_total", "dfget task registrations"), &["callsystem"])?,
-            dfgettasks_failed: IntCounterVec::new(sn("dfgettasks_failed_total", "failed dfget tasks"), &["callsystem"])?,
+            dfgettasks_registered: IntCounterVec::new(
+                sn("dfgettasks_registered_total", "dfget task registrations"),
+                &["callsystem"],
+            )?,
+            dfgettasks_failed: IntCounterVec::new(
+                sn("dfgettasks_failed_total", "failed dfget tasks"),
+                &["callsystem"],
+            )?,
             gc_tasks: IntCounter::with_opts(sn("gc_tasks_total", "collected tasks"))?,
             gc_peers: IntCounter::with_opts(sn("gc_peers_total", "collected peers"))?,
             gc_disks: IntCounter::with_opts(sn("gc_disks_total", "deleted cached files"))?,
@@ -122,9 +154,15 @@ impl Metrics {
             )?,
             cache_bytes: IntGauge::with_opts(sn("cache_bytes", "bytes of complete files in the CDN cache"))?,
             cache_files: IntGauge::with_opts(sn("cache_files", "complete files in the CDN cache"))?,
-            pieces_served: IntCounterVec::new(sn("pieces_scheduled_total", "pieces handed out, by source kind"), &["source"])?,
+            pieces_served: IntCounterVec::new(
+                sn("pieces_scheduled_total", "pieces handed out, by source kind"),
+                &["source"],
+            )?,
             clients: IntGauge::with_opts(sn("clients", "dfget clients (downloads) known to the scheduler"))?,
-            build_info: GaugeVec::new(sn("build_info", "build identity"), &["version", "revision", "os", "arch", "goversion"])?,
+            build_info: GaugeVec::new(
+                sn("build_info", "build identity"),
+                &["version", "revision", "os", "arch", "goversion"],
+            )?,
         };
         let r = &m.registry;
         r.register(Box::new(m.http_requests.clone()))?;

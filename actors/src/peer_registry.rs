@@ -49,7 +49,9 @@ impl FromStr for PeerSortKey {
             "hostname" => PeerSortKey::HostName,
             "port" => PeerSortKey::Port,
             "version" => PeerSortKey::Version,
-            _ => return Err(format!("unknown sort key {s:?}: expected one of ID, IP, created, hostName, port, version")),
+            _ => {
+                return Err(format!("unknown sort key {s:?}: expected one of ID, IP, created, hostName, port, version"))
+            }
         })
     }
 }
@@ -283,7 +285,11 @@ mod tests {
         assert_eq!(a2.port, 20001);
         addr.send(reg("a-host", [10, 0, 0, 3], 20000)).await.unwrap().unwrap();
         let list = addr
-            .send(ListPeers { sort: vec![PeerSortKey::Port, PeerSortKey::HostName], direction: SortDirection::Desc, ..Default::default() })
+            .send(ListPeers {
+                sort: vec![PeerSortKey::Port, PeerSortKey::HostName],
+                direction: SortDirection::Desc,
+                ..Default::default()
+            })
             .await
             .unwrap();
         let names: Vec<_> = list.iter().map(|p| p.host_name.as_str()).collect();

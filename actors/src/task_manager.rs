@@ -5,7 +5,7 @@
 //! answer (§16 P7), remembers unreachable sources for a while (§16 P8), and tells
 //! the scheduler about every status change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::cdn::store::CachedFile;
-use crate::cdn::{CdnManager, DropTask, RunSpec, SourceFailure, StartRun};
+pub use crate::cdn::TaskSpec;
+use crate::cdn::{CdnManager, DropTask, SourceFailure, StartRun};
 use crate::events::{CdnFinished, FailureKind, SourceOpened, TaskStatusChanged};
 use crate::ids::TaskId;
 use crate::metrics::Metrics;
@@ -48,13 +49,8 @@ impl CdnStatus {
 #[derive(Clone, Debug)]
 pub struct Task {
     pub id: TaskId,
-    pub raw_url: String,
-    pub task_url: String,
-    pub headers: BTreeMap<String, String>,
-    pub md5: String,
-    pub identifier: String,
-    pub insecure: bool,
-    pub root_cas: Vec<Vec<u8>>,
+    /// As given by the latest registration (its headers and TLS options are used for later runs).
+    pub spec: TaskSpec,
     /// Source length; -1 unknown.
     pub http_file_length: i64,
     pub piece_size: u64,
@@ -68,26 +64,6 @@ pub struct Task {
     pub paused: bool,
     pub created: chrono::DateTime<chrono::Utc>,
     run_id: u64,
-    last_access: Instant,
-}
-
-/// What a registration asks for.
-#[derive(Debug, Clone, Default)]
-pub struct TaskSpec {
-    pub raw_url: String,
-    pub task_url: String,
-    pub headers: BTreeMap<String, String>,
-    pub md5: String,
-    pub identifier: String,
-    pub insecure: bool,
-    pub root_cas: Vec<Vec<u8>>,
-}
-
-impl TaskSpec {
-    /// taskID per §2.2 (the `Range` header is part of the identity).
-    pub fn task_id(&self) -> TaskId {
-        TaskId::compute(&self.task_url, &self.md5, &self.identifier, self.headers.get("Range").map(String::as_str))
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -148,13 +124,15 @@ impl TaskManager {
                 id.clone(),
                 Task {
                     id,
-                    raw_url,
-                    task_url: f.meta.url.clone(),
-                    headers: f.meta.headers.clone(),
-                    md5: f.meta.md5.clone(),
-                    identifier: f.meta.biz_id.clone(),
-                    insecure: f.meta.insecure,
-                    root_cas: f.meta.root_cas.iter().map(|s| s.as_bytes().to_vec()).collect(),
+                    spec: TaskSpec {
+                        raw_url,
+                        task_url: f.meta.url.clone(),
+                        headers: f.meta.headers.clone(),
+                        md5: f.meta.md5.clone(),
+                        identifier: f.meta.biz_id.clone(),
+                        insecure: f.meta.insecure,
+                        root_cas: f.meta.root_cas.iter().map(|s| s.as_bytes().to_vec()).collect(),
+                    },
                     http_file_length: f.meta.http_file_len,
                     piece_size: layout.piece_size,
                     piece_total: layout.piece_count(),
@@ -165,7 +143,6 @@ impl TaskManager {
                     paused: false,
                     created: chrono::Utc::now(),
                     run_id: 0,
-                    last_access: Instant::now(),
                 },
             );
         }
@@ -194,7 +171,7 @@ impl TaskManager {
         self.scheduler.do_send(TaskStatusChanged {
             task_id: task.id.clone(),
             run_id: task.run_id,
-            task_url: task.task_url.clone(),
+            task_url: task.spec.task_url.clone(),
             status: Some(task.cdn_status),
             piece_size: task.piece_size,
             piece_total: task.piece_total,
@@ -212,16 +189,7 @@ impl TaskManager {
         task.run_id = run_id;
         task.failure.clear();
         Self::set_status(&self.metrics, task, CdnStatus::Waiting);
-        let spec = RunSpec {
-            raw_url: task.raw_url.clone(),
-            task_url: task.task_url.clone(),
-            headers: task.headers.clone(),
-            md5: task.md5.clone(),
-            identifier: task.identifier.clone(),
-            insecure: task.insecure,
-            root_cas: task.root_cas.clone(),
-        };
-        self.cdn.do_send(StartRun { task_id: id.clone(), run_id, spec });
+        self.cdn.do_send(StartRun { task_id: id.clone(), run_id, spec: task.spec.clone() });
         let task = task.clone();
         self.notify(&task);
     }
@@ -233,8 +201,12 @@ impl TaskManager {
         Box::pin(async move {
             match tokio::time::timeout(wait, rx).await {
                 Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(RegisterError::SourceUnreachable("task was removed while its source was being opened".into())),
-                Err(_) => Err(RegisterError::SourceUnreachable(format!("source did not answer within {}s", wait.as_secs()))),
+                Ok(Err(_)) => {
+                    Err(RegisterError::SourceUnreachable("task was removed while its source was being opened".into()))
+                }
+                Err(_) => {
+                    Err(RegisterError::SourceUnreachable(format!("source did not answer within {}s", wait.as_secs())))
+                }
             }
         })
     }
@@ -284,13 +256,7 @@ impl Handler<RegisterTask> for TaskManager {
             self.metrics.tasks.with_label_values(&[CdnStatus::Waiting.as_str()]).inc();
             Task {
                 id: id.clone(),
-                raw_url: spec.raw_url.clone(),
-                task_url: spec.task_url.clone(),
-                headers: BTreeMap::new(),
-                md5: spec.md5.clone(),
-                identifier: spec.identifier.clone(),
-                insecure: false,
-                root_cas: Vec::new(),
+                spec: spec.clone(),
                 http_file_length: -1,
                 piece_size: 0,
                 piece_total: 0,
@@ -301,19 +267,18 @@ impl Handler<RegisterTask> for TaskManager {
                 paused: false,
                 created: chrono::Utc::now(),
                 run_id: 0,
-                last_access: Instant::now(),
             }
         });
-        if task.task_url != spec.task_url || task.md5 != spec.md5 || (task.md5.is_empty() && task.identifier != spec.identifier) {
+        let known = &task.spec;
+        if known.task_url != spec.task_url
+            || known.md5 != spec.md5
+            || (known.md5.is_empty() && known.identifier != spec.identifier)
+        {
             let err = RegisterError::Conflict(format!("task {id} exists for another URL or md5"));
             return Box::pin(async move { Err(err) });
         }
         // The latest registration's headers and TLS options are used for later runs (§6.5).
-        task.raw_url = spec.raw_url;
-        task.headers = spec.headers;
-        task.insecure = spec.insecure;
-        task.root_cas = spec.root_cas;
-        task.last_access = Instant::now();
+        task.spec = spec;
         self.metrics.tasks_registered.inc();
         if is_new || task.cdn_status.needs_run() {
             self.start_run(&id);
@@ -351,7 +316,9 @@ impl Handler<SourceOpened> for TaskManager {
                 let (status, err) = match &failure {
                     SourceFailure::Denied(m) => (CdnStatus::Failed, RegisterError::Denied(m.clone())),
                     SourceFailure::Auth(_) => (CdnStatus::SourceError, RegisterError::SourceAuth(failure.to_string())),
-                    SourceFailure::Status(_) => (CdnStatus::SourceError, RegisterError::SourceUnreachable(failure.to_string())),
+                    SourceFailure::Status(_) => {
+                        (CdnStatus::SourceError, RegisterError::SourceUnreachable(failure.to_string()))
+                    }
                     _ => (CdnStatus::Failed, RegisterError::SourceUnreachable(failure.to_string())),
                 };
                 task.failure = failure.to_string();

@@ -89,12 +89,12 @@ impl From<Task> for TaskInfo {
             http_file_length: t.http_file_length,
             piece_size: t.piece_size,
             piece_total: t.piece_total,
-            raw_url: t.raw_url,
-            task_url: t.task_url,
-            md5: t.md5,
+            raw_url: t.spec.raw_url,
+            task_url: t.spec.task_url,
+            md5: t.spec.md5,
             real_md5: t.real_md5,
-            identifier: t.identifier,
-            headers: t.headers,
+            identifier: t.spec.identifier,
+            headers: t.spec.headers,
             paused: t.paused,
             error_msg: t.failure,
         }
@@ -468,22 +468,16 @@ async fn update_piece(
     Ok(HttpResponse::Ok().finish())
 }
 
+/// PieceErrorRequest: the keys this server reads (`taskId`, `dstIP`, `realMd5`,
+/// `expectedMd5` are accepted and ignored; the path names the task).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct PieceErrorRequest {
-    #[serde(rename = "taskId")]
-    task_id: String,
     #[serde(rename = "srcCid")]
     src_cid: String,
     #[serde(rename = "dstPid")]
     dst_pid: String,
-    #[serde(rename = "dstIP")]
-    dst_ip: String,
     range: String,
-    #[serde(rename = "realMd5")]
-    real_md5: String,
-    #[serde(rename = "expectedMd5")]
-    expected_md5: String,
     #[serde(rename = "errorType")]
     error_type: String,
 }

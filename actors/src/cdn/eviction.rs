@@ -50,7 +50,8 @@ impl Handler<CollectDisk> for CdnManager {
     fn handle(&mut self, msg: CollectDisk, _ctx: &mut Context<Self>) -> Self::Result {
         let p = &msg.policy;
         let mut free = free_bytes(self.store.root()).unwrap_or(u64::MAX);
-        let mut total: u64 = self.entries.values().map(|e| if let Entry::Cached { size, .. } = e { *size } else { 0 }).sum();
+        let mut total: u64 =
+            self.entries.values().map(|e| if let Entry::Cached { size, .. } = e { *size } else { 0 }).sum();
         let over_quota = |total: u64| p.quota > 0 && total > p.quota;
         if free > p.young_gc_threshold && !over_quota(total) {
             return MessageResult(Vec::new());
@@ -66,7 +67,10 @@ impl Handler<CollectDisk> for CdnManager {
             })
             .collect();
         candidates.sort();
-        let old = candidates.iter().filter(|(used, _, _)| now.duration_since(*used).unwrap_or_default() >= p.recent_window).count();
+        let old = candidates
+            .iter()
+            .filter(|(used, _, _)| now.duration_since(*used).unwrap_or_default() >= p.recent_window)
+            .count();
         let mut gentle_budget = (old * p.clean_ratio as usize).div_ceil(10);
         let mut evicted = Vec::new();
         for (used, id, size) in candidates {

@@ -62,9 +62,9 @@ impl Default for CdnConfig {
     }
 }
 
-/// What a run needs to know about its task.
+/// What a registration asks for: the source, how to reach it, and what identifies the task.
 #[derive(Debug, Clone, Default)]
-pub struct RunSpec {
+pub struct TaskSpec {
     pub raw_url: String,
     pub task_url: String,
     pub headers: std::collections::BTreeMap<String, String>,
@@ -73,6 +73,13 @@ pub struct RunSpec {
     pub insecure: bool,
     /// PEM bytes.
     pub root_cas: Vec<Vec<u8>>,
+}
+
+impl TaskSpec {
+    /// taskID per §2.2 (the `Range` header is part of the identity).
+    pub fn task_id(&self) -> TaskId {
+        TaskId::compute(&self.task_url, &self.md5, &self.identifier, self.headers.get("Range").map(String::as_str))
+    }
 }
 
 enum Entry {
@@ -124,7 +131,6 @@ impl CdnManager {
         self.metrics.cache_bytes.set(bytes as i64);
         self.metrics.cache_files.set(files);
     }
-
 }
 
 impl Actor for CdnManager {
@@ -133,7 +139,13 @@ impl Actor for CdnManager {
     fn started(&mut self, _ctx: &mut Context<Self>) {
         for f in std::mem::take(&mut self.startup) {
             let Some(task_id) = TaskId::parse(&f.meta.task_id) else { continue };
-            self.pieces.do_send(CdnPieces { task_id, run_id: 0, piece_size: f.meta.layout().piece_size, first: 0, md5s: f.piece_md5s });
+            self.pieces.do_send(CdnPieces {
+                task_id,
+                run_id: 0,
+                piece_size: f.meta.layout().piece_size,
+                first: 0,
+                md5s: f.piece_md5s,
+            });
         }
     }
 }
@@ -144,7 +156,7 @@ impl Actor for CdnManager {
 pub struct StartRun {
     pub task_id: TaskId,
     pub run_id: u64,
-    pub spec: RunSpec,
+    pub spec: TaskSpec,
 }
 
 impl Handler<StartRun> for CdnManager {
@@ -179,14 +191,20 @@ impl Handler<StartRun> for CdnManager {
         };
         let task_id = msg.task_id.clone();
         let run_id = msg.run_id;
-        let fut = run::execute(job).into_actor(self).map(move |result, act, _ctx| act.run_ended(task_id, run_id, result));
+        let fut =
+            run::execute(job).into_actor(self).map(move |result, act, _ctx| act.run_ended(task_id, run_id, result));
         let handle = ctx.spawn(fut);
         self.entries.insert(msg.task_id, Entry::Running { run_id, handle, bytes_written: 0 });
     }
 }
 
 impl CdnManager {
-    fn run_ended(&mut self, task_id: TaskId, run_id: u64, result: Result<run::RunOutput, (crate::events::FailureKind, String)>) {
+    fn run_ended(
+        &mut self,
+        task_id: TaskId,
+        run_id: u64,
+        result: Result<run::RunOutput, (crate::events::FailureKind, String)>,
+    ) {
         if !matches!(self.entries.get(&task_id), Some(Entry::Running { run_id: r, .. }) if *r == run_id) {
             return;
         }
@@ -201,7 +219,10 @@ impl CdnManager {
                         md5s: out.piece_md5s.clone(),
                     });
                 }
-                self.entries.insert(task_id.clone(), Entry::Cached { size: out.file_length, last_used: SystemTime::now(), readers: 0 });
+                self.entries.insert(
+                    task_id.clone(),
+                    Entry::Cached { size: out.file_length, last_used: SystemTime::now(), readers: 0 },
+                );
                 Ok(CdnSuccess {
                     http_len: out.http_len,
                     file_length: out.file_length,
@@ -375,7 +396,8 @@ impl Handler<SourceSha256> for CdnManager {
         let path = self.store.data_path(&msg.0);
         let meta = self.store.read_meta(&msg.0);
         Box::pin(async move {
-            let meta = meta.filter(|m| ready && m.is_complete()).ok_or_else(|| "no complete cached copy".to_string())?;
+            let meta =
+                meta.filter(|m| ready && m.is_complete()).ok_or_else(|| "no complete cached copy".to_string())?;
             tokio::task::spawn_blocking(move || store::source_sha256(&path, &meta.layout()).map_err(|e| e.to_string()))
                 .await
                 .map_err(|e| e.to_string())?

@@ -6,11 +6,11 @@ use std::time::Instant;
 use actix::{Addr, Recipient};
 use futures_util::StreamExt;
 
-use super::source::{self, Opened, SourceFailure, SourceRequest, SourceTimeouts, Validators};
 use super::policy::SourcePolicy;
+use super::source::{self, Opened, SourceFailure, SourceRequest, SourceTimeouts, Validators};
 use super::store::{self, CacheStore, FileMeta};
 use super::writer::{Writer, WriterSpec};
-use super::{CdnConfig, CdnManager, PieceOnDisk, RunSpec};
+use super::{CdnConfig, CdnManager, PieceOnDisk, TaskSpec};
 use crate::events::{FailureKind, SourceInfo, SourceOpened};
 use crate::ids::TaskId;
 use crate::metrics::Metrics;
@@ -19,7 +19,7 @@ use crate::piece::piece_size_for;
 pub(super) struct RunJob {
     pub task_id: TaskId,
     pub run_id: u64,
-    pub spec: RunSpec,
+    pub spec: TaskSpec,
     /// The complete cached copy of this task, if one is on disk.
     pub previous: Option<FileMeta>,
     pub store: CacheStore,
@@ -59,7 +59,9 @@ pub(super) async fn execute(job: RunJob) -> RunResult {
     let result = execute_inner(&job).await;
     job.metrics.cdn_duration.observe(started.elapsed().as_secs_f64());
     match &result {
-        Ok(out) => tracing::info!(task = %job.task_id, bytes = out.http_len, elapsed_ms = started.elapsed().as_millis() as u64, "CDN run succeeded"),
+        Ok(out) => {
+            tracing::info!(task = %job.task_id, bytes = out.http_len, elapsed_ms = started.elapsed().as_millis() as u64, "CDN run succeeded")
+        }
         Err((_, reason)) => tracing::warn!(task = %job.task_id, %reason, "CDN run failed"),
     }
     result
@@ -116,9 +118,7 @@ async fn execute_inner(job: &RunJob) -> RunResult {
         root_cas: job.spec.root_cas.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect(),
         ..FileMeta::default()
     };
-    job.store
-        .write_meta(&job.task_id, &meta)
-        .map_err(|e| (FailureKind::Failed, format!("cache not writable: {e}")))?;
+    job.store.write_meta(&job.task_id, &meta).map_err(|e| (FailureKind::Failed, format!("cache not writable: {e}")))?;
 
     let manager = job.manager.clone();
     let (task_id, run_id) = (job.task_id.clone(), job.run_id);
@@ -133,7 +133,14 @@ async fn execute_inner(job: &RunJob) -> RunResult {
             max_file_bytes: job.max_file_bytes,
         },
         move |piece_num, md5, bytes_written| {
-            manager.do_send(PieceOnDisk { task_id: task_id.clone(), run_id, piece_size, piece_num, md5, bytes_written });
+            manager.do_send(PieceOnDisk {
+                task_id: task_id.clone(),
+                run_id,
+                piece_size,
+                piece_num,
+                md5,
+                bytes_written,
+            });
         },
     );
 

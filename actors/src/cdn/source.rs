@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use super::policy::{GuardedConnector, SourcePolicy};
 use awc::http::header::{self, HeaderName, HeaderValue};
 use awc::http::StatusCode;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use super::policy::{GuardedConnector, SourcePolicy};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// How a source answered the request that opens a run.
@@ -89,8 +89,10 @@ pub async fn open(
     let mut request = client.get(&req.url).no_decompress();
     let mut has_accept_encoding = false;
     for (k, v) in &req.headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| SourceFailure::Invalid(format!("bad header name {k:?}")))?;
-        let value = HeaderValue::from_str(v).map_err(|_| SourceFailure::Invalid(format!("bad value for header {k}")))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| SourceFailure::Invalid(format!("bad header name {k:?}")))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|_| SourceFailure::Invalid(format!("bad value for header {k}")))?;
         has_accept_encoding |= name == header::ACCEPT_ENCODING;
         request = request.insert_header((name, value));
     }
@@ -137,9 +139,17 @@ pub async fn open(
 
 /// An HTTP client for one source: system roots plus `root_cas`, or no verification when `insecure`.
 /// Every connection is checked against `policy`.
-pub fn http_client(insecure: bool, root_cas: &[Vec<u8>], t: &SourceTimeouts, policy: &SourcePolicy) -> Result<awc::Client, SourceFailure> {
+pub fn http_client(
+    insecure: bool,
+    root_cas: &[Vec<u8>],
+    t: &SourceTimeouts,
+    policy: &SourcePolicy,
+) -> Result<awc::Client, SourceFailure> {
     let tls = tls_config(insecure, root_cas).map_err(SourceFailure::Invalid)?;
-    let tcp = GuardedConnector::new(actix_tls::connect::Connector::new(actix_tls::connect::Resolver::default()).service(), policy.clone());
+    let tcp = GuardedConnector::new(
+        actix_tls::connect::Connector::new(actix_tls::connect::Resolver::default()).service(),
+        policy.clone(),
+    );
     let connector = awc::Connector::new().connector(tcp).rustls_0_23(tls).timeout(t.connect);
     Ok(awc::Client::builder().connector(connector).timeout(t.head).no_default_headers().finish())
 }
@@ -203,11 +213,21 @@ impl ServerCertVerifier for AcceptAnyCert {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Ok(HandshakeSignatureValid::assertion())
     }
 
-    fn verify_tls13_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Ok(HandshakeSignatureValid::assertion())
     }
 

@@ -259,7 +259,8 @@ pub fn rehash(path: &Path, layout: &PieceLayout) -> io::Result<(Vec<String>, Str
         let len = layout.wrapped_len(n) as usize;
         file.read_exact(&mut buf[..len])?;
         let piece = &buf[..len];
-        let payload = unwrap_piece(piece, layout.piece_size).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("piece {n}: {e}")))?;
+        let payload = unwrap_piece(piece, layout.piece_size)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("piece {n}: {e}")))?;
         list.push(piece_md5_string(&Md5::digest(piece), len as u64));
         whole.update(payload);
     }
@@ -275,7 +276,8 @@ pub fn source_sha256(path: &Path, layout: &PieceLayout) -> io::Result<String> {
     for n in 0..layout.piece_count() {
         let len = layout.wrapped_len(n) as usize;
         file.read_exact(&mut buf[..len])?;
-        let payload = unwrap_piece(&buf[..len], layout.piece_size).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("piece {n}: {e}")))?;
+        let payload = unwrap_piece(&buf[..len], layout.piece_size)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("piece {n}: {e}")))?;
         sha.update(payload);
     }
     Ok(hex::encode(sha.finalize()))

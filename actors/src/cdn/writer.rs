@@ -140,25 +140,26 @@ fn write_all(
         let mut piece_md5s = Vec::new();
         let mut received: u64 = 0;
         let mut written: u64 = 0;
-        let mut flush_piece = |piece: &mut Vec<u8>, file: &mut File, piece_md5s: &mut Vec<String>| -> Result<(), WriteError> {
-            let data_len = piece.len() as u64 - 4;
-            piece[..4].copy_from_slice(&piece_header(data_len, spec.piece_size));
-            piece.push(PIECE_TRAILER);
-            if let Some(max) = spec.max_file_bytes {
-                if written + piece.len() as u64 > max {
-                    return Err(WriteError::Quota(max));
+        let mut flush_piece =
+            |piece: &mut Vec<u8>, file: &mut File, piece_md5s: &mut Vec<String>| -> Result<(), WriteError> {
+                let data_len = piece.len() as u64 - 4;
+                piece[..4].copy_from_slice(&piece_header(data_len, spec.piece_size));
+                piece.push(PIECE_TRAILER);
+                if let Some(max) = spec.max_file_bytes {
+                    if written + piece.len() as u64 > max {
+                        return Err(WriteError::Quota(max));
+                    }
                 }
-            }
-            file.write_all(piece).map_err(disk)?;
-            written += piece.len() as u64;
-            let md5 = piece_md5_string(&Md5::digest(&piece[..]), piece.len() as u64);
-            let n = piece_md5s.len() as u64;
-            piece_md5s.push(md5.clone());
-            on_piece(n, md5, written);
-            piece.clear();
-            piece.extend_from_slice(&[0; 4]);
-            Ok(())
-        };
+                file.write_all(piece).map_err(disk)?;
+                written += piece.len() as u64;
+                let md5 = piece_md5_string(&Md5::digest(&piece[..]), piece.len() as u64);
+                let n = piece_md5s.len() as u64;
+                piece_md5s.push(md5.clone());
+                on_piece(n, md5, written);
+                piece.clear();
+                piece.extend_from_slice(&[0; 4]);
+                Ok(())
+            };
 
         loop {
             let chunk = match rx.blocking_recv() {

@@ -29,7 +29,8 @@ pub struct ManifestUrl {
 
 impl ManifestUrl {
     pub fn parse(url: &str) -> Result<ManifestUrl, String> {
-        let bad = || format!("{url:?} is not a registry manifest URL <scheme>://<host>/v2/<name>/manifests/<reference>");
+        let bad =
+            || format!("{url:?} is not a registry manifest URL <scheme>://<host>/v2/<name>/manifests/<reference>");
         let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
         if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
             return Err(bad());
@@ -145,7 +146,10 @@ pub fn pick_platform(entries: &[(String, String)], platform: &str) -> Option<Str
         .map(|(d, _)| d.clone())
 }
 
-fn apply_headers(mut req: awc::ClientRequest, headers: &BTreeMap<String, String>) -> Result<awc::ClientRequest, String> {
+fn apply_headers(
+    mut req: awc::ClientRequest,
+    headers: &BTreeMap<String, String>,
+) -> Result<awc::ClientRequest, String> {
     for (k, v) in headers {
         let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("bad header name {k:?}"))?;
         let value = HeaderValue::from_str(v).map_err(|_| format!("bad value for header {k}"))?;
@@ -154,7 +158,11 @@ fn apply_headers(mut req: awc::ClientRequest, headers: &BTreeMap<String, String>
     Ok(req)
 }
 
-async fn get_once(client: &awc::Client, url: &str, headers: &BTreeMap<String, String>) -> Result<(u16, Option<String>, Vec<u8>), String> {
+async fn get_once(
+    client: &awc::Client,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<(u16, Option<String>, Vec<u8>), String> {
     let req = apply_headers(client.get(url), headers)?.insert_header((ACCEPT, MANIFEST_ACCEPT));
     let mut res = req.send().await.map_err(|e| format!("{url}: {e}"))?;
     let challenge = res.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -163,7 +171,11 @@ async fn get_once(client: &awc::Client, url: &str, headers: &BTreeMap<String, St
 }
 
 /// Fetches a bearer token from the challenge's realm, passing the caller's credentials.
-async fn fetch_token(client: &awc::Client, params: &BTreeMap<String, String>, headers: &BTreeMap<String, String>) -> Result<String, String> {
+async fn fetch_token(
+    client: &awc::Client,
+    params: &BTreeMap<String, String>,
+    headers: &BTreeMap<String, String>,
+) -> Result<String, String> {
     let realm = params.get("realm").ok_or("WWW-Authenticate Bearer challenge has no realm")?;
     let mut query: Vec<(&str, &str)> = Vec::new();
     for key in ["service", "scope"] {
@@ -194,7 +206,11 @@ async fn fetch_token(client: &awc::Client, params: &BTreeMap<String, String>, he
 
 /// GETs a registry URL, following one Bearer token challenge. `headers` is updated to the
 /// headers that succeeded (with the token), so blob fetches can reuse them.
-pub async fn registry_get(client: &awc::Client, url: &str, headers: &mut BTreeMap<String, String>) -> Result<Vec<u8>, String> {
+pub async fn registry_get(
+    client: &awc::Client,
+    url: &str,
+    headers: &mut BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
     let (status, challenge, body) = get_once(client, url, headers).await?;
     if (200..300).contains(&status) {
         return Ok(body);
@@ -228,7 +244,8 @@ pub async fn layer_urls(
     let layers = match parse_manifest(&body)? {
         Manifest::Image(layers) => layers,
         Manifest::Index(entries) => {
-            let digest = pick_platform(&entries, platform).ok_or_else(|| format!("{url}: no manifest for platform {platform}"))?;
+            let digest = pick_platform(&entries, platform)
+                .ok_or_else(|| format!("{url}: no manifest for platform {platform}"))?;
             let body = registry_get(client, &at.manifest(&digest), &mut headers).await?;
             match parse_manifest(&body)? {
                 Manifest::Image(layers) => layers,
@@ -255,8 +272,10 @@ mod tests {
 
     #[test]
     fn challenges() {
-        let (scheme, p) =
-            parse_challenge(r#"Bearer realm="https://auth.example/token",service="registry",scope="repository:a/b:pull,push""#).unwrap();
+        let (scheme, p) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry",scope="repository:a/b:pull,push""#,
+        )
+        .unwrap();
         assert_eq!(scheme, "Bearer");
         assert_eq!(p["realm"], "https://auth.example/token");
         assert_eq!(p["scope"], "repository:a/b:pull,push");
@@ -271,7 +290,8 @@ mod tests {
         let Manifest::Index(e) = parse_manifest(idx).unwrap() else { panic!() };
         assert_eq!(pick_platform(&e, "linux/amd64").as_deref(), Some("sha256:y"));
         assert_eq!(pick_platform(&e, "linux/arm64").as_deref(), Some("sha256:x"));
-        let v1 = br#"{"schemaVersion":1,"fsLayers":[{"blobSum":"sha256:b"},{"blobSum":"sha256:a"},{"blobSum":"sha256:b"}]}"#;
+        let v1 =
+            br#"{"schemaVersion":1,"fsLayers":[{"blobSum":"sha256:b"},{"blobSum":"sha256:a"},{"blobSum":"sha256:b"}]}"#;
         assert_eq!(parse_manifest(v1).unwrap(), Manifest::Image(vec!["sha256:b".into(), "sha256:a".into()]));
         assert!(parse_manifest(b"{}").is_err());
         assert!(parse_manifest(b"nope").is_err());

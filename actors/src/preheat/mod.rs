@@ -135,7 +135,13 @@ struct StateFile {
 
 impl PreheatManager {
     /// Loads `<home>/preheats.json` if present; an unreadable file is logged and set aside.
-    pub fn new(home: &std::path::Path, tasks: Addr<TaskManager>, cdn: Addr<CdnManager>, config: PreheatConfig, policy: SourcePolicy) -> Self {
+    pub fn new(
+        home: &std::path::Path,
+        tasks: Addr<TaskManager>,
+        cdn: Addr<CdnManager>,
+        config: PreheatConfig,
+        policy: SourcePolicy,
+    ) -> Self {
         let state_file = home.join("preheats.json");
         let records = match std::fs::read(&state_file) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
@@ -163,7 +169,13 @@ impl PreheatManager {
     }
 
     /// Creates or reruns a record and starts its job; replies how it went.
-    fn create(&mut self, req: PreheatRequest, parent: Option<String>, digest: Option<String>, ctx: &mut Context<Self>) -> CreateOutcome {
+    fn create(
+        &mut self,
+        req: PreheatRequest,
+        parent: Option<String>,
+        digest: Option<String>,
+        ctx: &mut Context<Self>,
+    ) -> CreateOutcome {
         let id = req.id();
         if let Some(existing) = self.records.get(&id) {
             match existing.status {
@@ -196,7 +208,13 @@ impl PreheatManager {
     fn start_job(&mut self, id: &str, ctx: &mut Context<Self>) {
         let Some(record) = self.records.get(id).cloned() else { return };
         tracing::info!(preheat = %id, kind = ?record.kind, url = %record.url, "preheat started");
-        let env = JobEnv { tasks: self.tasks.clone(), cdn: self.cdn.clone(), me: ctx.address(), config: self.config.clone(), policy: self.policy.clone() };
+        let env = JobEnv {
+            tasks: self.tasks.clone(),
+            cdn: self.cdn.clone(),
+            me: ctx.address(),
+            config: self.config.clone(),
+            policy: self.policy.clone(),
+        };
         let timeout = self.config.timeout;
         let job_id = id.to_string();
         let fut = async move {
@@ -249,7 +267,8 @@ impl Actor for PreheatManager {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Work that was under way when the server stopped is started again.
-        let unfinished: Vec<String> = self.records.values().filter(|r| !r.status.finished()).map(|r| r.id.clone()).collect();
+        let unfinished: Vec<String> =
+            self.records.values().filter(|r| !r.status.finished()).map(|r| r.id.clone()).collect();
         for id in unfinished {
             self.start_job(&id, ctx);
         }
@@ -301,10 +320,17 @@ async fn run_image(record: &Preheat, env: &JobEnv) -> Result<(), String> {
     let timeouts = SourceTimeouts { connect: Duration::from_secs(3), head: env.config.registry_timeout };
     env.policy.check_url(&record.url)?;
     let client = http_client(false, &[], &timeouts, &env.policy).map_err(|e| e.to_string())?;
-    let (layers, headers) = image::layer_urls(&client, &record.url, record.headers.clone(), &env.config.platform).await?;
+    let (layers, headers) =
+        image::layer_urls(&client, &record.url, record.headers.clone(), &env.config.platform).await?;
     let mut children = Vec::with_capacity(layers.len());
     for (url, digest) in layers {
-        let req = PreheatRequest { kind: PreheatType::File, url, filter: String::new(), identifier: String::new(), headers: headers.clone() };
+        let req = PreheatRequest {
+            kind: PreheatType::File,
+            url,
+            filter: String::new(),
+            identifier: String::new(),
+            headers: headers.clone(),
+        };
         let child = env
             .me
             .send(CreateChild { parent: record.id.clone(), request: req, digest })
@@ -312,7 +338,11 @@ async fn run_image(record: &Preheat, env: &JobEnv) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         children.push(child);
     }
-    env.me.do_send(SetStatus { id: record.id.clone(), status: PreheatStatus::Running, children: Some(children.clone()) });
+    env.me.do_send(SetStatus {
+        id: record.id.clone(),
+        status: PreheatStatus::Running,
+        children: Some(children.clone()),
+    });
     loop {
         let states = env.me.send(ChildStates(children.clone())).await.map_err(|e| e.to_string())?;
         if let Some(failed) = states.iter().find(|c| c.status == Some(PreheatStatus::Failed)) {
@@ -411,7 +441,9 @@ impl Handler<ChildStates> for PreheatManager {
             msg.0
                 .iter()
                 .map(|id| match self.records.get(id) {
-                    Some(r) => ChildState { url: r.url.clone(), status: Some(r.status), error_msg: r.error_msg.clone() },
+                    Some(r) => {
+                        ChildState { url: r.url.clone(), status: Some(r.status), error_msg: r.error_msg.clone() }
+                    }
                     None => ChildState { url: id.clone(), status: None, error_msg: String::new() },
                 })
                 .collect(),

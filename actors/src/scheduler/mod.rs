@@ -181,7 +181,13 @@ pub struct PieceScheduler {
 }
 
 impl PieceScheduler {
-    pub fn new(config: SchedulerConfig, super_peer: PeerId, advertise_ip: Ipv4Addr, download_port: u16, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: SchedulerConfig,
+        super_peer: PeerId,
+        advertise_ip: Ipv4Addr,
+        download_port: u16,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         PieceScheduler {
             config,
             tasks: HashMap::new(),
@@ -244,7 +250,8 @@ impl PieceScheduler {
     }
 
     fn remove_task(&mut self, task_id: &TaskId) {
-        let cids: Vec<String> = self.tasks.get(task_id).map(|t| t.clients.keys().cloned().collect()).unwrap_or_default();
+        let cids: Vec<String> =
+            self.tasks.get(task_id).map(|t| t.clients.keys().cloned().collect()).unwrap_or_default();
         for cid in cids {
             self.remove_client(task_id, &cid);
         }
@@ -300,7 +307,9 @@ impl PieceScheduler {
         client.last_seen = now;
         match task.status {
             CdnStatus::Failed => return PollReply::CdnFailed(format!("task {task_id}: CDN failed: {}", task.reason)),
-            CdnStatus::SourceError => return PollReply::SourceError(format!("task {task_id}: source error: {}", task.reason)),
+            CdnStatus::SourceError => {
+                return PollReply::SourceError(format!("task {task_id}: source error: {}", task.reason))
+            }
             _ => {}
         }
         if task.paused {
@@ -356,7 +365,8 @@ impl PieceScheduler {
                         let key = (c.ip, c.port);
                         CandidateSource {
                             index: i,
-                            load: self.uploads.get(&key).copied().unwrap_or(0) + extra_load.get(&key).copied().unwrap_or(0),
+                            load: self.uploads.get(&key).copied().unwrap_or(0)
+                                + extra_load.get(&key).copied().unwrap_or(0),
                         }
                     })
                     .filter(|s| s.load < up_limit)
@@ -387,7 +397,11 @@ impl PieceScheduler {
         let mut out = Vec::with_capacity(picks.len());
         let client_super_ip = {
             let c = &task.clients[cid];
-            if c.super_node_ip.is_empty() { self.advertise_ip.to_string() } else { c.super_node_ip.clone() }
+            if c.super_node_ip.is_empty() {
+                self.advertise_ip.to_string()
+            } else {
+                c.super_node_ip.clone()
+            }
         };
         for (n, source) in picks {
             let range = PieceRange { start: n * task.piece_size, end: n * task.piece_size + task.piece_size - 1 };
@@ -656,13 +670,18 @@ impl Handler<Poll> for PieceScheduler {
         let started = Instant::now();
         let known = self.tasks.get(&msg.task_id).is_some_and(|t| t.clients.contains_key(&msg.cid));
         if !known {
-            return MessageResult(PollReply::NotFound(format!("client {} is not registered for task {}", msg.cid, msg.task_id)));
+            return MessageResult(PollReply::NotFound(format!(
+                "client {} is not registered for task {}",
+                msg.cid, msg.task_id
+            )));
         }
         match msg.status {
             ClientStatus::Finished => return MessageResult(PollReply::Ended),
             ClientStatus::Running => match msg.report {
                 Some((_, _, PieceResult::Invalid)) | None => {
-                    return MessageResult(PollReply::Invalid("status RUNNING needs a range and a result of FAILED, SUCCESS or SEMISUC".into()));
+                    return MessageResult(PollReply::Invalid(
+                        "status RUNNING needs a range and a result of FAILED, SUCCESS or SEMISUC".into(),
+                    ));
                 }
                 Some((range, dst, result)) => self.apply_result(&msg.task_id, &msg.cid, range, &dst, result),
             },
@@ -670,7 +689,12 @@ impl Handler<Poll> for PieceScheduler {
         }
         let max = msg.max.unwrap_or(self.config.peer_down_limit as usize).max(1);
         let reply = self.schedule(&msg.task_id, &msg.cid, max);
-        let ip = self.tasks.get(&msg.task_id).and_then(|t| t.clients.get(&msg.cid)).map(|c| c.ip.to_string()).unwrap_or_default();
+        let ip = self
+            .tasks
+            .get(&msg.task_id)
+            .and_then(|t| t.clients.get(&msg.cid))
+            .map(|c| c.ip.to_string())
+            .unwrap_or_default();
         self.metrics.schedule_duration_ms.with_label_values(&[&ip]).observe(started.elapsed().as_secs_f64() * 1000.0);
         MessageResult(reply)
     }
@@ -690,7 +714,10 @@ impl Handler<PieceSuccess> for PieceScheduler {
     type Result = Result<(), SchedError>;
 
     fn handle(&mut self, msg: PieceSuccess, _ctx: &mut Context<Self>) -> Self::Result {
-        let task = self.tasks.get(&msg.task_id).ok_or_else(|| SchedError::NotFound(format!("task {} not found", msg.task_id)))?;
+        let task = self
+            .tasks
+            .get(&msg.task_id)
+            .ok_or_else(|| SchedError::NotFound(format!("task {} not found", msg.task_id)))?;
         if !task.clients.contains_key(&msg.cid) {
             return Err(SchedError::NotFound(format!("client {} is not registered for task {}", msg.cid, msg.task_id)));
         }
@@ -736,11 +763,13 @@ impl Handler<ServiceDown> for PieceScheduler {
     type Result = Result<(), SchedError>;
 
     fn handle(&mut self, msg: ServiceDown, _ctx: &mut Context<Self>) -> Self::Result {
-        let task = self.tasks.get_mut(&msg.task_id).ok_or_else(|| SchedError::NotFound(format!("task {} not found", msg.task_id)))?;
-        let client = task
-            .clients
-            .get_mut(&msg.cid)
-            .ok_or_else(|| SchedError::NotFound(format!("client {} is not registered for task {}", msg.cid, msg.task_id)))?;
+        let task = self
+            .tasks
+            .get_mut(&msg.task_id)
+            .ok_or_else(|| SchedError::NotFound(format!("task {} not found", msg.task_id)))?;
+        let client = task.clients.get_mut(&msg.cid).ok_or_else(|| {
+            SchedError::NotFound(format!("client {} is not registered for task {}", msg.cid, msg.task_id))
+        })?;
         client.mark_down();
         for h in &mut task.holders {
             h.remove(&msg.cid);
@@ -761,7 +790,11 @@ pub enum PieceErrorKind {
 pub enum PieceErrorFollowUp {
     Nothing,
     /// Re-hash piece `range` (clamped) of the CDN file and compare with `expected_md5`.
-    VerifyCdnPiece { offset: u64, len: u64, expected_md5: String },
+    VerifyCdnPiece {
+        offset: u64,
+        len: u64,
+        expected_md5: String,
+    },
     /// Check that the CDN file still exists.
     CheckCdnFile,
 }
@@ -840,7 +873,10 @@ impl Handler<PeerCompletedTask> for PieceScheduler {
     type Result = Result<usize, SchedError>;
 
     fn handle(&mut self, msg: PeerCompletedTask, _ctx: &mut Context<Self>) -> Self::Result {
-        let task = self.tasks.get_mut(&msg.task_id).ok_or_else(|| SchedError::NotFound(format!("task {} not found", msg.task_id)))?;
+        let task = self
+            .tasks
+            .get_mut(&msg.task_id)
+            .ok_or_else(|| SchedError::NotFound(format!("task {} not found", msg.task_id)))?;
         let pieces = task.cdn_md5.len().max(task.piece_total as usize);
         if task.holders.len() < pieces {
             task.holders.resize_with(pieces, HashSet::new);
@@ -878,7 +914,8 @@ impl Handler<ResolvePeer> for PieceScheduler {
             return Some(super_cid(&self.advertise_ip.to_string(), &msg.task_id));
         }
         let task = self.tasks.get(&msg.task_id)?;
-        let mut matches: Vec<&String> = task.clients.iter().filter(|(_, c)| c.peer_id == msg.peer_id).map(|(k, _)| k).collect();
+        let mut matches: Vec<&String> =
+            task.clients.iter().filter(|(_, c)| c.peer_id == msg.peer_id).map(|(k, _)| k).collect();
         matches.sort();
         matches.first().map(|s| (*s).clone())
     }
@@ -904,10 +941,15 @@ impl Handler<Progress> for PieceScheduler {
             self.tasks
                 .iter()
                 .map(|(id, t)| {
-                    let finished = t.clients.values().filter(|c| t.piece_total > 0 && c.have_count >= t.piece_total).count();
+                    let finished =
+                        t.clients.values().filter(|c| t.piece_total > 0 && c.have_count >= t.piece_total).count();
                     (
                         id.clone(),
-                        TaskProgress { clients: t.clients.len(), cdn_pieces: t.cdn_md5.iter().flatten().count(), finished_clients: finished },
+                        TaskProgress {
+                            clients: t.clients.len(),
+                            cdn_pieces: t.cdn_md5.iter().flatten().count(),
+                            finished_clients: finished,
+                        },
                     )
                 })
                 .collect(),
@@ -932,11 +974,17 @@ impl Handler<ApplyPieceResult> for PieceScheduler {
     fn handle(&mut self, msg: ApplyPieceResult, ctx: &mut Context<Self>) -> Self::Result {
         match msg.result {
             PieceResult::Invalid => Err(SchedError::Invalid("pieceStatus INVALID cannot be applied".into())),
-            PieceResult::Success => self.handle(PieceSuccess { task_id: msg.task_id, cid: msg.cid, dst_cid: msg.dst_cid, range: msg.range }, ctx),
+            PieceResult::Success => self.handle(
+                PieceSuccess { task_id: msg.task_id, cid: msg.cid, dst_cid: msg.dst_cid, range: msg.range },
+                ctx,
+            ),
             result => {
                 let known = self.tasks.get(&msg.task_id).is_some_and(|t| t.clients.contains_key(&msg.cid));
                 if !known {
-                    return Err(SchedError::NotFound(format!("client {} is not registered for task {}", msg.cid, msg.task_id)));
+                    return Err(SchedError::NotFound(format!(
+                        "client {} is not registered for task {}",
+                        msg.cid, msg.task_id
+                    )));
                 }
                 self.apply_result(&msg.task_id, &msg.cid, msg.range, &msg.dst_cid, result);
                 Ok(())

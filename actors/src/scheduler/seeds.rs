@@ -15,7 +15,10 @@ impl PieceScheduler {
     /// Live seeds of the URL of `task_id`, across every task of that URL.
     pub(super) fn seed_count(&self, task_id: &TaskId) -> usize {
         let Some(url) = self.tasks.get(task_id).map(|t| t.task_url.clone()).filter(|u| !u.is_empty()) else {
-            return self.tasks.get(task_id).map_or(0, |t| t.clients.values().filter(|c| c.seed && !c.is_down()).count());
+            return self
+                .tasks
+                .get(task_id)
+                .map_or(0, |t| t.clients.values().filter(|c| c.seed && !c.is_down()).count());
         };
         self.tasks
             .values()
