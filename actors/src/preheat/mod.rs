@@ -38,6 +38,9 @@ pub struct PreheatConfig {
     /// How often a running preheat checks its task.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// How often finished records older than `retention` are collected.
+    #[serde(with = "humantime_serde")]
+    pub collect_interval: Duration,
 }
 
 impl Default for PreheatConfig {
@@ -48,6 +51,7 @@ impl Default for PreheatConfig {
             platform: "linux/amd64".into(),
             registry_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
+            collect_interval: Duration::from_secs(60),
         }
     }
 }
@@ -272,7 +276,7 @@ impl Actor for PreheatManager {
         for id in unfinished {
             self.start_job(&id, ctx);
         }
-        ctx.run_interval(Duration::from_secs(60), |act, _| act.collect_expired());
+        ctx.run_interval(self.config.collect_interval, |act, _| act.collect_expired());
     }
 }
 
