@@ -22,6 +22,9 @@ pub enum ApiError {
     /// The source (origin) failed; the request itself was fine.
     #[error("{0}")]
     BadGateway(String),
+    /// A configured limit (peers, tasks, clients) is reached.
+    #[error("{0}")]
+    Overloaded(String),
     /// An actor is gone (only during shutdown).
     #[error("service is shutting down")]
     Unavailable,
@@ -50,7 +53,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -66,13 +69,5 @@ impl ResponseError for ApiError {
             );
         }
         res
-    }
-}
-
-impl ApiError {
-    /// This error's status with a specific message.
-    pub fn into_reply(self, message: &str) -> HttpResponse {
-        let status = self.status_code();
-        super::json::json_response(status, &ErrorBody { code: status.as_u16(), message })
     }
 }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use actix_web::http::Method;
 use actix_web::http::Uri;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -211,8 +211,8 @@ pub fn register_error_reply(e: &RegisterError) -> HttpResponse {
         RegisterError::SourceUnreachable(m) => result_msg(ResultCode::UrlNotReachable, m),
         RegisterError::SourceAuth(m) => result_msg(ResultCode::NeedAuth, m),
         RegisterError::Conflict(_) => result_msg(ResultCode::TaskConflict, &e.to_string()),
-        RegisterError::TooMany(_) => ApiError::Unavailable.into_reply(&e.to_string()),
-        RegisterError::Denied(m) => ApiError::Forbidden(m.clone()).into_reply(m),
+        RegisterError::TooMany(_) => ApiError::Overloaded(e.to_string()).error_response(),
+        RegisterError::Denied(m) => ApiError::Forbidden(m.clone()).error_response(),
     }
 }
 
@@ -252,7 +252,7 @@ async fn register(
         .await?
     {
         Ok(p) => p,
-        Err(e) => return Ok(ApiError::Unavailable.into_reply(&e.to_string())),
+        Err(e) => return Ok(ApiError::Overloaded(e.to_string()).error_response()),
     };
     let task = match state.tasks.send(RegisterTask(v.spec)).await? {
         Ok(t) => t,
@@ -275,7 +275,7 @@ async fn register(
     };
     let as_seed = match state.scheduler.send(client).await? {
         Ok(granted) => granted,
-        Err(e) => return Ok(ApiError::Unavailable.into_reply(&e.to_string())),
+        Err(e) => return Ok(ApiError::Overloaded(e.to_string()).error_response()),
     };
     let call_system = r.call_system.as_deref().unwrap_or("");
     state.metrics.dfgettasks_registered.with_label_values(&[call_system]).inc();

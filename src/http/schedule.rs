@@ -157,7 +157,7 @@ pub fn sched_error(e: SchedError) -> ApiError {
     match e {
         SchedError::NotFound(m) => ApiError::NotFound(m),
         SchedError::Invalid(m) => ApiError::BadRequest(m),
-        SchedError::TooMany(_) => ApiError::BadRequest(e.to_string()),
+        SchedError::TooMany(_) => ApiError::Overloaded(e.to_string()),
     }
 }
 

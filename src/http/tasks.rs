@@ -146,10 +146,10 @@ struct TaskCreateResponse {
 
 /// Source failures on the v1 API: the gateway (this server) could not use the source.
 fn register_error(e: RegisterError) -> ApiError {
-    match e {
-        RegisterError::TooMany(_) => ApiError::Unavailable,
-        RegisterError::Denied(m) => ApiError::Forbidden(m),
-        other => ApiError::BadGateway(other.to_string()),
+    match &e {
+        RegisterError::TooMany(_) => ApiError::Overloaded(e.to_string()),
+        RegisterError::Denied(m) => ApiError::Forbidden(m.clone()),
+        _ => ApiError::BadGateway(e.to_string()),
     }
 }
 

@@ -8,8 +8,11 @@
 use std::net::IpAddr;
 use std::rc::Rc;
 
+use std::net::SocketAddr;
+
 use actix_service::Service;
-use actix_tls::connect::{ConnectError, ConnectInfo, Connection};
+use actix_tls::connect::tcp::TcpConnectorService;
+use actix_tls::connect::{ConnectError, ConnectInfo, Connection, Resolver, ResolverService};
 use awc::http::Uri;
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
@@ -91,76 +94,92 @@ impl SourcePolicy {
         Ok(SourcePolicy { allow: parse(allow)?, deny: parse(deny)? })
     }
 
-    /// Checks the host of a URL as named (a name or an address literal).
-    pub fn check_host(&self, host: &str) -> Result<(), String> {
-        let bare = host.trim_matches(|c| c == '[' || c == ']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            return self.check_ip(ip);
-        }
-        if self.deny.iter().any(|r| r.matches_name(bare)) {
+    /// Whether a connection to `host` (as named in the URL) may be made, at address `ip` once
+    /// resolved. With `ip` unknown, a name that only an address rule could admit passes; the
+    /// connector decides once it has resolved it.
+    pub fn check(&self, host: &str, ip: Option<IpAddr>) -> Result<(), String> {
+        let bare = host.trim_matches(|c| c == '[' || c == ']').trim_end_matches('.');
+        let literal = bare.parse::<IpAddr>().ok();
+        let addr = literal.or(ip);
+        if literal.is_none() && self.deny.iter().any(|r| r.matches_name(bare)) {
             return Err(format!("source host {bare} is denied by the source policy"));
         }
-        let names_allowed = self.allow.iter().any(|r| matches!(r, HostRule::Name(_)));
-        let cidrs_allowed = self.allow.iter().any(|r| matches!(r, HostRule::Cidr(..)));
-        if names_allowed && !cidrs_allowed && !self.allow.iter().any(|r| r.matches_name(bare)) {
-            return Err(format!("source host {bare} is not in the allowed sources"));
+        if let Some(a) = addr {
+            if self.deny.iter().any(|r| r.matches_ip(a)) {
+                return Err(format!("source address {a} is denied by the source policy"));
+            }
         }
-        Ok(())
-    }
-
-    /// Checks an address the source client is about to use.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
-        if self.deny.iter().any(|r| r.matches_ip(ip)) {
-            return Err(format!("source address {ip} is denied by the source policy"));
+        if self.allow.is_empty() {
+            return Ok(());
         }
-        let cidrs: Vec<&HostRule> = self.allow.iter().filter(|r| matches!(r, HostRule::Cidr(..))).collect();
-        if !cidrs.is_empty() && !cidrs.iter().any(|r| r.matches_ip(ip)) {
-            return Err(format!("source address {ip} is not in the allowed sources"));
+        let by_name = literal.is_none() && self.allow.iter().any(|r| r.matches_name(bare));
+        let by_addr = addr.is_some_and(|a| self.allow.iter().any(|r| r.matches_ip(a)));
+        let undecided = addr.is_none() && self.allow.iter().any(|r| matches!(r, HostRule::Cidr(..)));
+        if by_name || by_addr || undecided {
+            Ok(())
+        } else {
+            Err(format!("source {} is not in the allowed sources", addr.map_or(bare.to_string(), |a| a.to_string())))
         }
-        Ok(())
     }
 
     /// Checks the host of `url`.
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         let uri: Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
-        self.check_host(uri.host().unwrap_or(""))
+        self.check(uri.host().unwrap_or(""), None)
     }
 }
 
-/// The TCP connector of the source client, refusing connections to denied addresses.
+/// The TCP connector of the source client: resolves, drops the addresses the policy
+/// refuses, and only then connects, so a refused address is never contacted.
 #[derive(Clone)]
-pub struct GuardedConnector<S> {
-    inner: S,
+pub struct GuardedConnector {
+    resolver: ResolverService,
+    tcp: TcpConnectorService,
     policy: Rc<SourcePolicy>,
 }
 
-impl<S> GuardedConnector<S> {
-    pub fn new(inner: S, policy: SourcePolicy) -> Self {
-        GuardedConnector { inner, policy: Rc::new(policy) }
+impl GuardedConnector {
+    pub fn new(policy: SourcePolicy) -> Self {
+        GuardedConnector {
+            resolver: Resolver::default().service(),
+            tcp: TcpConnectorService::default(),
+            policy: Rc::new(policy),
+        }
     }
 }
 
-impl<S> Service<ConnectInfo<Uri>> for GuardedConnector<S>
-where
-    S: Service<ConnectInfo<Uri>, Response = Connection<Uri, TcpStream>, Error = ConnectError>,
-    S::Future: 'static,
-{
+fn denied(message: String) -> ConnectError {
+    ConnectError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, message))
+}
+
+impl Service<ConnectInfo<Uri>> for GuardedConnector {
     type Response = Connection<Uri, TcpStream>;
     type Error = ConnectError;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    actix_service::forward_ready!(inner);
+    actix_service::always_ready!();
 
     fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
-        let fut = self.inner.call(req);
-        let policy = self.policy.clone();
+        let (resolver, tcp, policy) = (self.resolver.clone(), self.tcp.clone(), self.policy.clone());
         Box::pin(async move {
-            let conn = fut.await?;
-            let peer = conn.io_ref().peer_addr().map_err(ConnectError::Io)?;
-            policy
-                .check_ip(peer.ip())
-                .map_err(|m| ConnectError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, m)))?;
-            Ok(conn)
+            let host = req.hostname().to_string();
+            policy.check(&host, None).map_err(denied)?;
+            let resolved = resolver.call(req).await?;
+            let mut refusal = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .addrs()
+                .filter(|a| match policy.check(&host, Some(a.ip())) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refusal = Some(e);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                return Err(denied(refusal.unwrap_or_else(|| format!("no address of {host} is allowed"))));
+            }
+            tcp.call(resolved.set_addrs(allowed)).await
         })
     }
 }
@@ -177,24 +196,30 @@ mod tests {
     #[test]
     fn default_denies_metadata() {
         let p = policy(&[], DEFAULT_DENY);
-        assert!(p.check_host("169.254.169.254").is_err());
-        assert!(p.check_host("[fd00:ec2::254]").is_err());
-        assert!(p.check_ip("::ffff:169.254.169.254".parse().unwrap()).is_err());
-        assert!(p.check_host("100.100.100.200").is_err());
-        assert!(p.check_host("127.0.0.1").is_ok());
-        assert!(p.check_host("example.com").is_ok());
+        assert!(p.check("169.254.169.254", None).is_err());
+        assert!(p.check("[fd00:ec2::254]", None).is_err());
+        assert!(p.check("metadata.example", Some("::ffff:169.254.169.254".parse().unwrap())).is_err());
+        assert!(p.check("100.100.100.200", None).is_err());
+        assert!(p.check("127.0.0.1", None).is_ok());
+        assert!(p.check("example.com", None).is_ok());
     }
 
     #[test]
     fn allow_lists() {
         let p = policy(&["10.0.0.0/8", ".corp.example"], &["bad.corp.example"]);
-        assert!(p.check_host("a.corp.example").is_ok());
-        assert!(p.check_host("bad.corp.example").is_err());
-        assert!(p.check_ip("10.1.2.3".parse().unwrap()).is_ok());
-        assert!(p.check_ip("11.1.2.3".parse().unwrap()).is_err());
+        assert!(p.check("a.corp.example", Some("192.0.2.1".parse().unwrap())).is_ok());
+        assert!(p.check("bad.corp.example", None).is_err());
+        assert!(p.check("10.1.2.3", None).is_ok());
+        assert!(p.check("11.1.2.3", None).is_err());
+        assert!(p.check("other.example", None).is_ok(), "undecided until resolved");
+        assert!(p.check("other.example", Some("11.1.2.3".parse().unwrap())).is_err());
+        assert!(p.check("other.example", Some("10.9.9.9".parse().unwrap())).is_ok());
         let names_only = policy(&["registry.example"], &[]);
-        assert!(names_only.check_host("registry.example").is_ok());
-        assert!(names_only.check_host("other.example").is_err());
+        assert!(names_only.check("registry.example", Some("127.0.0.1".parse().unwrap())).is_ok());
+        assert!(names_only.check("other.example", None).is_err());
+        assert!(names_only.check("127.0.0.1", None).is_err(), "an address literal is not an allowed name");
+        let deny_name = policy(&[], &["localhost"]);
+        assert!(deny_name.check("LOCALHOST.", None).is_err());
     }
 
     #[test]

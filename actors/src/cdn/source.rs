@@ -146,10 +146,7 @@ pub fn http_client(
     policy: &SourcePolicy,
 ) -> Result<awc::Client, SourceFailure> {
     let tls = tls_config(insecure, root_cas).map_err(SourceFailure::Invalid)?;
-    let tcp = GuardedConnector::new(
-        actix_tls::connect::Connector::new(actix_tls::connect::Resolver::default()).service(),
-        policy.clone(),
-    );
+    let tcp = GuardedConnector::new(policy.clone());
     let connector = awc::Connector::new().connector(tcp).rustls_0_23(tls).timeout(t.connect);
     Ok(awc::Client::builder().connector(connector).timeout(t.head).no_default_headers().finish())
 }
