@@ -68,11 +68,15 @@ fn not_found() -> HttpResponse {
 async fn serve(req: HttpRequest, path: web::Path<(String, String)>, state: web::Data<DownloadState>) -> HttpResponse {
     let (prefix, raw_id) = path.into_inner();
     let Some(id) = TaskId::parse(&raw_id).filter(|id| id.prefix() == prefix) else { return not_found() };
-    // The run may rename its temporary file between the lookup and the open: look again.
+    // A finishing run renames its temporary file; the bytes are then under the final name.
     let mut opened = None;
     for _ in 0..3 {
         let Ok(Some(servable)) = state.cdn.send(LookupServable(id.clone())).await else { return not_found() };
-        match tokio::fs::File::open(&servable.path).await {
+        let mut file = tokio::fs::File::open(&servable.path).await;
+        if let (Err(_), Some(renamed)) = (&file, &servable.renamed) {
+            file = tokio::fs::File::open(renamed).await;
+        }
+        match file {
             Ok(f) => {
                 opened = Some((f, servable.len, servable.guard));
                 break;

@@ -276,6 +276,9 @@ impl Handler<PieceOnDisk> for CdnManager {
 #[derive(Debug)]
 pub struct Servable {
     pub path: PathBuf,
+    /// Where the bytes are once a running task's file has been renamed, which can happen
+    /// just before this actor learns that the run ended.
+    pub renamed: Option<PathBuf>,
     pub len: u64,
     pub guard: ReadGuard,
 }
@@ -318,6 +321,7 @@ impl Handler<LookupServable> for CdnManager {
         match self.entries.get_mut(&msg.0)? {
             Entry::Running { bytes_written, .. } => Some(Servable {
                 path: self.store.temp_path(&msg.0),
+                renamed: Some(self.store.data_path(&msg.0)),
                 len: *bytes_written,
                 guard: ReadGuard { task_id: msg.0, cdn: None },
             }),
@@ -326,6 +330,7 @@ impl Handler<LookupServable> for CdnManager {
                 *last_used = SystemTime::now();
                 Some(Servable {
                     path: self.store.data_path(&msg.0),
+                    renamed: None,
                     len: *size,
                     guard: ReadGuard { task_id: msg.0, cdn: Some(ctx.address()) },
                 })
