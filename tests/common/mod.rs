@@ -39,18 +39,12 @@ pub fn settings(home: &std::path::Path, mut config: Config) -> Settings {
     config.server.listen_host = IpAddr::V4(Ipv4Addr::LOCALHOST);
     config.server.advertise_ip = Some(Ipv4Addr::LOCALHOST);
     config.server.home_dir = Some(home.to_path_buf());
-    Settings {
-        config,
-        home_dir: home.to_path_buf(),
-        advertise_ip: Ipv4Addr::LOCALHOST,
-    }
+    Settings { config, home_dir: home.to_path_buf(), advertise_ip: Ipv4Addr::LOCALHOST }
 }
 
 pub async fn start_with(config: Config) -> TestServer {
     let home = tempfile::tempdir().expect("temp home");
-    let server = supernode::start(settings(home.path(), config))
-        .await
-        .expect("server starts");
+    let server = supernode::start(settings(home.path(), config)).await.expect("server starts");
     TestServer { server, home }
 }
 
@@ -59,27 +53,18 @@ pub async fn start() -> TestServer {
 }
 
 pub fn client() -> awc::Client {
-    awc::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .finish()
+    awc::Client::builder().timeout(std::time::Duration::from_secs(30)).finish()
 }
 
 /// Sends a request and returns status and body.
 pub async fn call(req: awc::ClientRequest, body: Option<&str>) -> (u16, String) {
     let mut res = match body {
-        Some(b) => {
-            req.insert_header(("Content-Type", "application/json"))
-                .send_body(b.to_string())
-                .await
-        }
+        Some(b) => req.insert_header(("Content-Type", "application/json")).send_body(b.to_string()).await,
         None => req.send().await,
     }
     .expect("request sent");
     let bytes = res.body().limit(64 * 1024 * 1024).await.expect("body read");
-    (
-        res.status().as_u16(),
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
+    (res.status().as_u16(), String::from_utf8_lossy(&bytes).into_owned())
 }
 
 pub fn json(body: &str) -> serde_json::Value {

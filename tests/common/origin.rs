@@ -36,11 +36,7 @@ const CHUNK: usize = 64 * 1024;
 #[derive(Clone, Debug)]
 pub enum Content {
     Bytes(Arc<Vec<u8>>),
-    Generated {
-        seed: u64,
-        len: u64,
-        table: Arc<Vec<u8>>,
-    },
+    Generated { seed: u64, len: u64, table: Arc<Vec<u8>> },
 }
 
 const TABLE: u64 = 1 << 20;
@@ -58,11 +54,7 @@ impl Content {
         for i in 0..TABLE / 8 {
             table.extend_from_slice(&mix(seed ^ mix(i)).to_le_bytes());
         }
-        Content::Generated {
-            seed,
-            len,
-            table: Arc::new(table),
-        }
+        Content::Generated { seed, len, table: Arc::new(table) }
     }
 
     pub fn len(&self) -> u64 {
@@ -78,10 +70,7 @@ impl Content {
 
     /// Fills `buf` with the bytes at `offset..offset+buf.len()` (must lie inside the file).
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) {
-        assert!(
-            offset + buf.len() as u64 <= self.len(),
-            "read past the end of the content"
-        );
+        assert!(offset + buf.len() as u64 <= self.len(), "read past the end of the content");
         match self {
             Content::Bytes(b) => {
                 let start = offset as usize;
@@ -92,12 +81,9 @@ impl Content {
                 let mut out = 0usize;
                 while out < buf.len() {
                     let (block, within) = (pos / TABLE, pos % TABLE);
-                    let shift =
-                        mix(seed.wrapping_add(block.wrapping_mul(0xD6E8_FEB8_6659_FD93))) % TABLE;
+                    let shift = mix(seed.wrapping_add(block.wrapping_mul(0xD6E8_FEB8_6659_FD93))) % TABLE;
                     let idx = (within + shift) % TABLE;
-                    let n = (TABLE - idx)
-                        .min(TABLE - within)
-                        .min((buf.len() - out) as u64) as usize;
+                    let n = (TABLE - idx).min(TABLE - within).min((buf.len() - out) as u64) as usize;
                     buf[out..out + n].copy_from_slice(&table[idx as usize..idx as usize + n]);
                     out += n;
                     pos += n as u64;
@@ -200,10 +186,7 @@ pub struct Origin {
 }
 
 fn whole_seconds(t: SystemTime) -> SystemTime {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
+    let secs = t.duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs();
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
@@ -212,25 +195,17 @@ impl Origin {
     pub async fn start() -> Origin {
         let shared = Arc::new(Shared::default());
         let data = web::Data::from(shared.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(serve))
-        })
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .bind(("127.0.0.1", 0))
-        .expect("origin binds");
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(serve)))
+            .workers(2)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))
+            .expect("origin binds");
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        Origin {
-            addr,
-            shared,
-            handle,
-        }
+        Origin { addr, shared, handle }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -281,9 +256,7 @@ impl Origin {
 
     fn with_entry(&self, path: &str, f: impl FnOnce(&mut FileEntry)) {
         let mut files = self.shared.files.lock().unwrap();
-        let entry = files
-            .get_mut(path)
-            .unwrap_or_else(|| panic!("origin has no file {path}"));
+        let entry = files.get_mut(path).unwrap_or_else(|| panic!("origin has no file {path}"));
         f(entry);
     }
 
@@ -412,11 +385,7 @@ fn parse_range(value: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
         return Some(Ok((len.saturating_sub(n), len - 1)));
     }
     let start: u64 = a.parse().ok()?;
-    let end: u64 = if b.is_empty() {
-        u64::MAX
-    } else {
-        b.parse().ok()?
-    };
+    let end: u64 = if b.is_empty() { u64::MAX } else { b.parse().ok()? };
     if end < start {
         return None;
     }
@@ -428,19 +397,12 @@ fn parse_range(value: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
 
 fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
-    if_none_match
-        .split(',')
-        .any(|t| t.trim() == "*" || strip(t) == strip(etag))
+    if_none_match.split(',').any(|t| t.trim() == "*" || strip(t) == strip(etag))
 }
 
 async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     let path = req.path().to_string();
-    let header = |name: header::HeaderName| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header = |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let inm = header(header::IF_NONE_MATCH);
     let ims = header(header::IF_MODIFIED_SINCE);
     let range = header(header::RANGE);
@@ -467,9 +429,7 @@ async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
 
     let entry = shared.files.lock().unwrap().get(&path).cloned();
     let Some(entry) = entry else {
-        return HttpResponse::NotFound()
-            .content_type("text/plain")
-            .body("not found\n");
+        return HttpResponse::NotFound().content_type("text/plain").body("not found\n");
     };
     if let Some(d) = entry.delay {
         actix_web::rt::time::sleep(d).await;
@@ -489,10 +449,9 @@ async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     let not_modified = entry.validators
         && match (&inm, &ims) {
             (Some(inm), _) => etag_matches(inm, &entry.etag),
-            (None, Some(ims)) => ims
-                .parse::<HttpDate>()
-                .map(|t| entry.last_modified <= SystemTime::from(t))
-                .unwrap_or(false),
+            (None, Some(ims)) => {
+                ims.parse::<HttpDate>().map(|t| entry.last_modified <= SystemTime::from(t)).unwrap_or(false)
+            }
             (None, None) => false,
         };
     if not_modified {
@@ -514,24 +473,15 @@ async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
         }
     };
     let mut builder = HttpResponse::build(status);
-    builder
-        .content_type("application/octet-stream")
-        .insert_header((header::ACCEPT_RANGES, "bytes"));
+    builder.content_type("application/octet-stream").insert_header((header::ACCEPT_RANGES, "bytes"));
     if entry.validators {
-        builder
-            .insert_header((header::ETAG, entry.etag.clone()))
-            .insert_header((header::LAST_MODIFIED, last_modified));
+        builder.insert_header((header::ETAG, entry.etag.clone())).insert_header((header::LAST_MODIFIED, last_modified));
     }
     if status == StatusCode::PARTIAL_CONTENT {
-        builder.insert_header((
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{len}", end - 1),
-        ));
+        builder.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1)));
     }
     if req.method() == actix_web::http::Method::HEAD {
-        return builder
-            .insert_header((header::CONTENT_LENGTH, end - start))
-            .finish();
+        return builder.insert_header((header::CONTENT_LENGTH, end - start)).finish();
     }
     count(&|c| c.body_requests += 1);
     let state = BodyState {
@@ -547,10 +497,7 @@ async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     if entry.chunked {
         return builder.streaming(stream);
     }
-    builder.body(actix_web::body::SizedStream::new(
-        end - start,
-        Box::pin(stream),
-    ))
+    builder.body(actix_web::body::SizedStream::new(end - start, Box::pin(stream)))
 }
 
 /// Where a body stream is; it generates chunk by chunk and counts what it hands out.
@@ -576,16 +523,10 @@ async fn next_chunk(mut st: BodyState) -> Option<(Result<Bytes, std::io::Error>,
     }
     if st.fail_at.is_some_and(|f| st.pos >= f) {
         st.end = st.pos; // nothing after the error
-        let err = std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "origin told to fail mid-body",
-        );
+        let err = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "origin told to fail mid-body");
         return Some((Err(err), st));
     }
-    let limit = [st.fail_at, st.pause_at]
-        .into_iter()
-        .flatten()
-        .fold(st.end, u64::min);
+    let limit = [st.fail_at, st.pause_at].into_iter().flatten().fold(st.end, u64::min);
     let n = (limit - st.pos).min(CHUNK as u64) as usize;
     let mut buf = vec![0u8; n];
     st.content.read_at(st.pos, &mut buf);
