@@ -1,0 +1,191 @@
+//! Load (issue 7 item 5): 1,000 simulated dfget clients hammering `/peer/task` and piece reports
+//! for BENCH_SECONDS (default 60; the recorded figures come from a full 60 s run): errors,
+//! throughput, p99 latency and the server's peak RSS. Baseline: the same generator against
+//! `GET /_ping` for the same time, same run.
+//!
+//! The server is the release binary in a child process (its VmHWM from /proc/<pid>/status is the
+//! peak RSS); the origin and the generator (benches/support/gen.rs, BENCH_CONNS requests in
+//! flight, default 64) run here. Clients that finish (600) register again as a new dfget run
+//! (new cid, same host and port), so the load never runs dry and every finished run stays on
+//! the task as a seed, as a real dfget's uploader does for a while.
+
+mod support;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use support::gen::{self, GenConfig};
+use support::*;
+
+const HIST: &str = "dragonfly_supernode_schedule_duration_milliseconds";
+
+fn main() {
+    note_start_load();
+    actix_rt::System::new().block_on(run());
+}
+
+/// Samples the child's VmRSS once a second while `stop` is false; returns the samples (KiB).
+fn sample_rss(pid: u32, stop: Rc<Cell<bool>>) -> actix_web::rt::task::JoinHandle<Vec<u64>> {
+    actix_web::rt::spawn(async move {
+        let mut v = Vec::new();
+        while !stop.get() {
+            v.push(proc_rss(pid).1);
+            actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        }
+        v
+    })
+}
+
+async fn run() {
+    let secs = env_u64("BENCH_SECONDS", 60);
+    let clients = env_u64("BENCH_CLIENTS", 1000) as usize;
+    let conns = env_u64("BENCH_CONNS", 64) as usize;
+    let size_mib = env_u64("BENCH_FILE_MIB", 64);
+    let origin = spawn_origin(&[("/load.bin", 60, size_mib * MIB)]);
+    let server = ChildServer::start().await;
+    let (_, rss_idle) = server.rss_kib();
+    let client = common::client();
+    let url = origin.url("/load.bin");
+    let data = register(&client, server.control, &url, "127.0.0.1-trigger", 19999).await;
+    let task_id = data["taskId"].as_str().unwrap().to_string();
+    let info = wait_cdn_success(&client, server.control, &task_id, Duration::from_secs(120)).await;
+    let pieces = info["pieceTotal"].as_u64().unwrap_or(0);
+
+    let cfg = GenConfig {
+        control: server.control,
+        conns,
+        clients,
+        url,
+        task_id,
+        duration: Some(Duration::from_secs(secs)),
+        rerun: true,
+        port_base: 20000,
+        tag: "load".into(),
+    };
+    let reg_failures = gen::register_all(&cfg, &gen::client(conns)).await;
+    let (_, rss_registered) = server.rss_kib();
+    println!("{clients} clients registered ({reg_failures} failures); running {secs} s with {conns} in flight");
+
+    let metrics_url = server.url("/metrics");
+    let h0 = Histogram::parse(&fetch_text(&client, &metrics_url).await, HIST);
+    let stop = Rc::new(Cell::new(false));
+    let sampler = sample_rss(server.pid(), stop.clone());
+    let cpu0 = server.cpu_secs();
+    let load = gen::run_scheduler(&cfg).await;
+    let cpu_load = server.cpu_secs() - cpu0;
+    stop.set(true);
+    let rss_samples = sampler.await.unwrap_or_default();
+    let h1 = Histogram::parse(&fetch_text(&client, &metrics_url).await, HIST);
+    let hist = h1.minus(&h0);
+    let (hwm_load, rss_after) = server.rss_kib();
+    let metrics_text = fetch_text(&client, &metrics_url).await;
+
+    let cpu0 = server.cpu_secs();
+    let ping = gen::run_ping(server.control, conns, None, Some(Duration::from_secs(secs))).await;
+    let cpu_ping = server.cpu_secs() - cpu0;
+    let (hwm_end, _) = server.rss_kib();
+
+    let all = load.all();
+    let task = load.lat("task");
+    let suc = load.lat("suc");
+    let reg = load.lat("registry");
+    let pl = ping.lat("ping");
+    let errors = load.errors + reg_failures;
+    println!("load: {} requests in {:.1} s = {:.0} rps; errors {errors}; codes {}", load.requests(), load.elapsed.as_secs_f64(), load.rps(), load.codes_line());
+    println!("  all p50 {:.2} p99 {:.2} max {:.1} ms; task p99 {:.2}; suc p99 {:.2}; registry p99 {:.2}", all.pct_ms(50.0), all.pct_ms(99.0), all.max_ms(), task.pct_ms(99.0), suc.pct_ms(99.0), reg.pct_ms(99.0));
+    println!("  error samples {:?}", load.error_samples);
+    println!("ping: {} requests = {:.0} rps, p50 {:.2} p99 {:.2}, errors {}", ping.requests(), ping.rps(), pl.pct_ms(50.0), pl.pct_ms(99.0), ping.errors);
+    println!("RSS KiB: idle {rss_idle}, registered {rss_registered}, after load {rss_after}, VmHWM after load {hwm_load}, end {hwm_end}");
+    let clients_gauge: Vec<&str> = metrics_text.lines().filter(|l| l.starts_with("dragonfly_supernode_peers") || l.contains("clients")).take(5).collect();
+    println!("metrics: {clients_gauge:?}");
+
+    let quick = secs < 60;
+    let mut md = String::new();
+    md.push_str(&format!("## Load: 1,000 clients for {secs} s (`load_60s`)\n\n{}\n", measured_line("load_60s")));
+    if quick {
+        md.push_str(&format!(
+            "**Quick run (BENCH_SECONDS={secs}), not the recorded 60 s figures.**\n\n"
+        ));
+    }
+    md.push_str(&format!(
+        "Server: the release binary as a child process (peak RSS = its `VmHWM`). {clients} simulated \
+         dfget clients on one task (cached {size_mib} MiB, {pieces} pieces), {conns} requests in \
+         flight over keep-alive connections (generator: one thread in the bench process), for {secs} s: \
+         `700/502`, then per piece `/peer/piece/suc` + `701/503`, re-poll on 602; a client that gets \
+         600 registers again as a new dfget run (new cid), and its finished run stays on the task as \
+         a seed — so the task's client count grows during the run. Every reply is checked (HTTP 200 \
+         and the ResultInfo codes dfget expects). Baseline: the same generator on `GET /_ping` for \
+         {secs} s right after.\n\n"
+    ));
+    md.push_str("| workload | requests | errors | req/s | p50 (ms) | p99 (ms) | max (ms) | server CPU (s) |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str(&format!(
+        "| piece loop + re-registrations, all | {} | **{errors}** | **{:.0}** | {:.2} | **{:.2}** | {:.1} | {:.1} |\n",
+        load.requests(),
+        load.rps(),
+        all.pct_ms(50.0),
+        all.pct_ms(99.0),
+        all.max_ms(),
+        cpu_load
+    ));
+    for (name, l) in [("`/peer/task`", &task), ("`/peer/piece/suc`", &suc), ("`/peer/registry`", &reg)] {
+        md.push_str(&format!(
+            "| — {name} | {} | | {:.0} | {:.2} | {:.2} | {:.1} | |\n",
+            l.len(),
+            l.len() as f64 / load.elapsed.as_secs_f64(),
+            l.pct_ms(50.0),
+            l.pct_ms(99.0),
+            l.max_ms()
+        ));
+    }
+    md.push_str(&format!(
+        "| baseline `GET /_ping` | {} | {} | **{:.0}** | {:.2} | {:.2} | {:.1} | {:.1} |\n\n",
+        ping.requests(),
+        ping.errors,
+        ping.rps(),
+        pl.pct_ms(50.0),
+        pl.pct_ms(99.0),
+        pl.max_ms(),
+        cpu_ping
+    ));
+    md.push_str(&format!(
+        "Ratio load ÷ `/_ping`: **{:.2}** of the request rate, p99 {:.2}×. Reply codes: {}. dfget runs \
+         completed: {} ({} pieces reported).\n\n",
+        load.rps() / ping.rps(),
+        all.pct_ms(99.0) / pl.pct_ms(99.0),
+        load.codes_line(),
+        load.runs_finished,
+        load.pieces
+    ));
+    let windows: Vec<String> = load
+        .task_windows
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{}–{} s: {} polls, p99 {:.2} ms", i * 10, i * 10 + 10, l.len(), l.pct_ms(99.0)))
+        .collect();
+    md.push_str(&format!("`/peer/task` over time: {}.\n\n", windows.join("; ")));
+    md.push_str(&format!(
+        "Server-side `{HIST}` during the load: {} polls, mean {:.4} ms, p50 ≤ {} ms, p99 ≤ {} ms. \
+         Per bucket: {}.\n\n",
+        hist.count,
+        hist.mean(),
+        hist.pct_upper(50.0),
+        hist.pct_upper(99.0),
+        hist.table()
+    ));
+    let max_sample = rss_samples.iter().copied().max().unwrap_or(0);
+    md.push_str(&format!(
+        "Server memory: RSS {:.1} MiB idle, {:.1} MiB with the 1,000 clients registered, {:.1} MiB after \
+         the load; **peak RSS (VmHWM) {:.1} MiB** (1 s samples: max {:.1} MiB).\n",
+        rss_idle as f64 / 1024.0,
+        rss_registered as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        hwm_load as f64 / 1024.0,
+        max_sample as f64 / 1024.0
+    ));
+    if !load.error_samples.is_empty() {
+        md.push_str(&format!("\nError samples: `{:?}`\n", load.error_samples));
+    }
+    println!("{md}");
+    write_section("load_60s", &md);
+}
