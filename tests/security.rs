@@ -738,3 +738,42 @@ async fn lists_longer_than_max_list_len_get_400() {
     .await;
     assert_error(&r, 400, "3 preheat headers");
 }
+
+/// Origin headers and CA certificates a source client could never send are bad input (400),
+/// not a source failure, and they never reach (or replace) a shared task's stored headers.
+#[actix_web::test]
+async fn unsendable_headers_and_bad_root_cas_are_400() {
+    let origin = Origin::start().await;
+    origin.add_generated("/h.bin", 5, 1000);
+    let url = origin.url("/h.bin");
+    let s = common::start().await;
+
+    let ok = post(&s, "/peer/registry", &dfget_body(&url, "127.0.0.1-9-1.000")).await;
+    assert_eq!(ok.json()["code"], 200, "{}", ok.text);
+    let task_id = ok.json()["data"]["taskId"].as_str().unwrap_or_default().to_string();
+
+    for headers in [json!(["Bad Name: x"]), json!(["X-Ok: a\u{1}b"])] {
+        let mut body = dfget_body(&url, "127.0.0.1-9-2.000");
+        body["headers"] = headers.clone();
+        let r = post(&s, "/peer/registry", &body).await;
+        assert_eq!(r.status, 400, "{headers}: {}", r.text);
+        assert_eq!(r.json()["code"], 501, "{}", r.text);
+        assert!(r.text.contains("headers"), "{}", r.text);
+    }
+    let info = get(&s, &format!("/api/v1/tasks/{task_id}")).await.json();
+    assert!(info.get("headers").is_none(), "stored headers untouched: {info}");
+
+    let mut body = dfget_body(&url, "127.0.0.1-9-3.000");
+    body["rootCAs"] = json!(["AAAA"]);
+    let r = post(&s, "/peer/registry", &body).await;
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!(501)), "{}", r.text);
+    assert!(r.text.contains("rootCAs"), "{}", r.text);
+
+    let r = post(&s, "/api/v1/tasks", &json!({"rawURL": url, "headers": {"bad name": "v"}})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = post(&s, "/preheats", &json!({"type": "file", "url": url, "headers": {"bad name": "v"}})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    let r = common::call(common::client().head(s.url("/_ping")), None).await;
+    assert_eq!(r.0, 200, "HEAD /_ping for load balancers");
+}

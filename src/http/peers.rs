@@ -101,7 +101,7 @@ pub fn check_port(field: &str, port: i64) -> Result<u16, ApiError> {
 fn peer_error(e: PeerError) -> ApiError {
     match e {
         PeerError::NotFound(_) => ApiError::NotFound(e.to_string()),
-        PeerError::SuperPeer(_) => ApiError::BadRequest(e.to_string()),
+        PeerError::SuperPeer(_) => ApiError::Forbidden(e.to_string()),
         PeerError::TooMany(_) => ApiError::Overloaded(e.to_string()),
     }
 }

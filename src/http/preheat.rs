@@ -96,6 +96,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     }
     super::registry::check_source_url("url", &url)?;
     state.check_list_len("headers", r.headers.len())?;
+    super::registry::check_headers(&r.headers)?;
     state.check_source(&url)?;
     let request = PreheatRequest { kind, url, filter: r.filter, identifier: r.identifier, headers: r.headers };
     match state.preheats.send(CreatePreheat(request)).await? {

@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use actix_web::http::Method;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Uri;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use supernode_actors::cdn::source::check_root_cas;
 use supernode_actors::peer_registry::RegisterPeer;
 use supernode_actors::scheduler::RegisterClient;
 use supernode_actors::task_manager::{RegisterError, RegisterTask, TaskSpec};
@@ -136,6 +138,19 @@ pub fn header_list_to_map(list: &[String]) -> BTreeMap<String, String> {
     map
 }
 
+/// Origin headers must be sendable: HTTP token names and values without control characters.
+pub fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (name, value) in headers {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ApiError::BadRequest(format!("headers: {name:?} is not a valid header name")));
+        }
+        if HeaderValue::from_str(value).is_err() {
+            return Err(ApiError::BadRequest(format!("headers: the value of {name} is not a valid header value")));
+        }
+    }
+    Ok(())
+}
+
 /// An absolute http(s) URL with a host.
 pub fn check_source_url(field: &str, url: &str) -> Result<(), ApiError> {
     let uri: Uri = url.parse().map_err(|e| ApiError::BadRequest(format!("{field}: {url:?} is not a URL: {e}")))?;
@@ -193,14 +208,18 @@ fn validate(r: &TaskRegisterRequest) -> Result<Validated, ApiError> {
         return Err(ApiError::BadRequest("callSystem: empty value".into()));
     }
     let task_url = if r.task_url.is_empty() { r.raw_url.clone() } else { r.task_url.clone() };
+    let headers = header_list_to_map(&r.headers);
+    check_headers(&headers)?;
+    let root_cas = decode_root_cas(&r.root_cas)?;
+    check_root_cas(&root_cas).map_err(ApiError::BadRequest)?;
     let spec = TaskSpec {
         raw_url: r.raw_url.clone(),
         task_url,
-        headers: header_list_to_map(&r.headers),
+        headers,
         md5: r.md5.clone(),
         identifier: r.identifier.clone(),
         insecure: r.insecure,
-        root_cas: decode_root_cas(&r.root_cas)?,
+        root_cas,
     };
     Ok(Validated { ip, port, spec })
 }

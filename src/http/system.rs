@@ -10,7 +10,7 @@ use super::json::json_response;
 use super::{AppState, RouteSet};
 
 pub fn routes(r: &mut RouteSet) {
-    r.add("/_ping", vec![(Method::GET, web::to(ping))]);
+    r.add("/_ping", vec![(Method::GET, web::to(ping)), (Method::HEAD, web::to(ping))]);
     r.add("/version", vec![(Method::GET, web::to(version))]);
     r.add("/metrics", vec![(Method::GET, web::to(metrics))]);
     r.add("/api/v1/openapi.json", vec![(Method::GET, web::to(openapi))]);

@@ -20,7 +20,7 @@ use supernode_actors::{PeerId, TaskId};
 
 use super::error::ApiError;
 use super::json::{bind_json, json_response, query_pairs, read_body};
-use super::registry::check_source_url;
+use super::registry::{check_headers, check_source_url};
 use super::schedule::{handle_piece_error, parse_error_type, parse_result, parse_status, sched_error};
 use super::{AppState, RouteSet};
 
@@ -162,6 +162,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     }
     state.check_list_len("headers", r.headers.len())?;
     state.check_list_len("filter", r.filter.len())?;
+    check_headers(&r.headers)?;
     state.check_call_system(r.call_system.as_deref().unwrap_or(""))?;
     state.check_source(&r.raw_url)?;
     let peer = if r.peer_id.is_empty() {

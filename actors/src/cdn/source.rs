@@ -151,6 +151,19 @@ pub fn http_client(
     Ok(awc::Client::builder().connector(connector).timeout(t.head).no_default_headers().finish())
 }
 
+/// Checks that every entry of `rootCAs` holds at least one PEM certificate.
+pub fn check_root_cas(root_cas: &[Vec<u8>]) -> Result<(), String> {
+    for (i, pem) in root_cas.iter().enumerate() {
+        let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut std::io::BufReader::new(&pem[..])).collect();
+        match certs {
+            Ok(list) if !list.is_empty() => {}
+            Ok(_) => return Err(format!("rootCAs[{i}]: no PEM certificate found")),
+            Err(e) => return Err(format!("rootCAs[{i}]: {e}")),
+        }
+    }
+    Ok(())
+}
+
 fn system_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
