@@ -44,8 +44,8 @@ async fn run() {
     let bulk = bulk_client();
     let scratch = tempfile::tempdir().expect("scratch dir");
 
-    let (mut curl_s, mut awc_s, mut cdn_s) = (Vec::new(), Vec::new(), Vec::new());
-    let mut piece_size = 0;
+    let (mut curl_s, mut awc_s, mut cdn_s, mut md5_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let piece_size = supernode_actors::piece::piece_size_for(size as i64);
     let mut origin_fetches = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let url = origin.url(path);
@@ -74,6 +74,13 @@ async fn run() {
         assert_eq!(n, size);
         std::fs::remove_file(&out).ok();
         awc_s.push(secs);
+        // plain client 3: awc to a file, plus the CDN's md5 work inline on the same thread
+        let t = Instant::now();
+        let (n, _) = awc_to_file_md5(&bulk, &url, &out, piece_size - 5).await;
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(n, size);
+        std::fs::remove_file(&out).ok();
+        md5_s.push(secs);
 
         // the CDN
         let before = origin.stats(path).body_bytes;
@@ -83,22 +90,23 @@ async fn run() {
         let info = wait_cdn_success(&client, control, &id, Duration::from_secs(600)).await;
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(info["httpFileLength"].as_u64(), Some(size), "{info}");
-        piece_size = info["pieceSize"].as_u64().unwrap_or(0);
+        assert_eq!(info["pieceSize"].as_u64(), Some(piece_size), "{info}");
         origin_fetches.push(origin.stats(path).body_bytes - before);
         cdn_s.push(secs);
         delete_task(&client, control, &id).await;
 
         println!(
-            "rep {}: curl {} · awc {:.2} s · CDN {:.2} s",
+            "rep {}: curl {} · awc {:.2} s · awc+md5 {:.2} s · CDN {:.2} s",
             i + 1,
             curl_s.last().map(|s| format!("{s:.2} s")).unwrap_or_else(|| "n/a".into()),
             awc_s[i],
+            md5_s[i],
             cdn_s[i]
         );
     }
 
     let tput = |s: f64| mib_s(size, s);
-    let (m_curl, m_awc, m_cdn) = (median(&curl_s), median(&awc_s), median(&cdn_s));
+    let (m_curl, m_awc, m_cdn, m_md5) = (median(&curl_s), median(&awc_s), median(&cdn_s), median(&md5_s));
     let fmt_all = |v: &[f64]| v.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(" / ");
     let mut md = String::new();
     md.push_str(&format!("## CDN ingest (`cdn_ingest`)\n\n{}\n", measured_line("cdn_ingest")));
@@ -124,6 +132,13 @@ async fn run() {
         fmt_all(&awc_s),
         tput(m_awc),
         m_awc / m_cdn
+    ));
+    md.push_str(&format!(
+        "| awc to a file + the CDN's md5 work inline (whole-body md5 and one md5 per {} MiB piece, same thread) | {} | {m_md5:.2} | {:.0} | **{:.2}** |\n",
+        piece_size / MIB,
+        fmt_all(&md5_s),
+        tput(m_md5),
+        m_md5 / m_cdn
     ));
     md.push_str(&format!("| **CDN ingest** | {} | {m_cdn:.2} | {:.0} | — |\n\n", fmt_all(&cdn_s), tput(m_cdn)));
     md.push_str(&format!(

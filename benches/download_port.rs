@@ -92,6 +92,38 @@ fn http(url: String, len: u64, chunk: u64, readers: usize) -> (f64, u64) {
     })
 }
 
+/// A plain actix-files server for `path` (NamedFile: Range, 206) on its own thread and System,
+/// two workers like the supernode's listeners: a second baseline, HTTP without the supernode.
+fn spawn_actix_files(path: PathBuf) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                let path = path.clone();
+                actix_web::App::new().route(
+                    "/file",
+                    actix_web::web::get().to(move |req: actix_web::HttpRequest| {
+                        let path = path.clone();
+                        async move {
+                            use actix_web::Responder;
+                            actix_files::NamedFile::open_async(&path).await.expect("open").respond_to(&req)
+                        }
+                    }),
+                )
+            })
+            .workers(2)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))
+            .expect("bind");
+            let addr = server.addrs()[0];
+            let server = server.run();
+            tx.send(format!("http://{addr}/file")).unwrap();
+            server.await.ok();
+        })
+    });
+    rx.recv().unwrap()
+}
+
 async fn run() {
     let size_mib = env_u64("BENCH_INGEST_MIB", 1024);
     let reps = env_u64("BENCH_REPS", 3) as usize;
@@ -110,20 +142,31 @@ async fn run() {
     let url = format!("http://{}/download/{}/{}", server.download(), &id[..3], id);
     println!("cached {} bytes (piece size {} MiB) at {}", len, piece_size / MIB, path.display());
 
+    let files_url = spawn_actix_files(path.clone());
     let mut rows = Vec::new();
-    for (chunk, chunk_label) in [(4 * MIB, "4 MiB".to_string()), (piece_size, format!("{} MiB (piece slot)", piece_size / MIB))] {
+    let mut chunks = vec![(4 * MIB, "4 MiB".to_string())];
+    if piece_size != 4 * MIB {
+        chunks.push((piece_size, format!("{} MiB (piece slot)", piece_size / MIB)));
+    }
+    for (chunk, chunk_label) in chunks {
         for readers in [1usize, 4] {
-            let (mut h, mut d) = (Vec::new(), Vec::new());
+            let (mut h, mut d, mut f) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..reps {
-                let (p, u) = (path.clone(), url.clone());
+                let (p, u, fu) = (path.clone(), url.clone(), files_url.clone());
                 let (secs, bytes) = tokio::task::spawn_blocking(move || direct(p, len, chunk, readers)).await.unwrap();
                 d.push(mib_s(bytes, secs));
                 let (secs, bytes) = tokio::task::spawn_blocking(move || http(u, len, chunk, readers)).await.unwrap();
                 h.push(mib_s(bytes, secs));
+                let (secs, bytes) = tokio::task::spawn_blocking(move || http(fu, len, chunk, readers)).await.unwrap();
+                f.push(mib_s(bytes, secs));
             }
-            let (mh, md) = (median(&h), median(&d));
-            println!("{chunk_label}, {readers} reader(s): download port {mh:.0} MiB/s, direct {md:.0} MiB/s, ratio {:.2}", mh / md);
-            rows.push((chunk_label.clone(), readers, h, d));
+            let (mh, md, mf) = (median(&h), median(&d), median(&f));
+            println!(
+                "{chunk_label}, {readers} reader(s): download port {mh:.0} MiB/s, direct {md:.0} MiB/s ({:.2}), actix-files {mf:.0} MiB/s ({:.2})",
+                mh / md,
+                mh / mf
+            );
+            rows.push((chunk_label.clone(), readers, h, d, f));
         }
     }
 
@@ -137,17 +180,27 @@ async fn run() {
          whole file (n readers move n × the file). {reps} repetitions, median aggregate throughput.\n\n",
         piece_size / MIB
     ));
-    md.push_str("| chunk | readers | download port MiB/s (runs) | direct std::fs MiB/s (runs) | port ÷ direct |\n|---|---|---|---|---|\n");
-    for (label, readers, h, d) in &rows {
+    md.push_str(
+        "| chunk | readers | download port MiB/s (runs) | direct std::fs MiB/s (runs) | port ÷ direct | actix-files MiB/s (runs) | port ÷ actix-files |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (label, readers, h, d, f) in &rows {
         md.push_str(&format!(
-            "| {label} | {readers} | **{:.0}** ({}) | {:.0} ({}) | **{:.2}** |\n",
+            "| {label} | {readers} | **{:.0}** ({}) | {:.0} ({}) | **{:.2}** | {:.0} ({}) | **{:.2}** |\n",
             median(h),
             fmt_all(h),
             median(d),
             fmt_all(d),
-            median(h) / median(d)
+            median(h) / median(d),
+            median(f),
+            fmt_all(f),
+            median(h) / median(f)
         ));
     }
+    md.push_str(
+        "\nSecond baseline: a plain actix-web server (2 workers) answering the same range requests for \
+         the same file with `actix_files::NamedFile`, on its own thread — HTTP on loopback without \
+         the supernode, same client.\n",
+    );
     println!("{md}");
     write_section("download_port", &md);
     delete_task(&client, control, &id).await;

@@ -80,6 +80,7 @@ async fn run() {
     let hist = h1.minus(&h0);
     let (hwm_load, rss_after) = server.rss_kib();
     let metrics_text = fetch_text(&client, &metrics_url).await;
+    let origin_stats = origin.stats("/load.bin");
 
     let cpu0 = server.cpu_secs();
     let ping = gen::run_ping(server.control, conns, None, Some(Duration::from_secs(secs))).await;
@@ -92,21 +93,45 @@ async fn run() {
     let reg = load.lat("registry");
     let pl = ping.lat("ping");
     let errors = load.errors + reg_failures;
-    println!("load: {} requests in {:.1} s = {:.0} rps; errors {errors}; codes {}", load.requests(), load.elapsed.as_secs_f64(), load.rps(), load.codes_line());
-    println!("  all p50 {:.2} p99 {:.2} max {:.1} ms; task p99 {:.2}; suc p99 {:.2}; registry p99 {:.2}", all.pct_ms(50.0), all.pct_ms(99.0), all.max_ms(), task.pct_ms(99.0), suc.pct_ms(99.0), reg.pct_ms(99.0));
+    println!(
+        "load: {} requests in {:.1} s = {:.0} rps; errors {errors}; codes {}",
+        load.requests(),
+        load.elapsed.as_secs_f64(),
+        load.rps(),
+        load.codes_line()
+    );
+    println!(
+        "  all p50 {:.2} p99 {:.2} max {:.1} ms; task p99 {:.2}; suc p99 {:.2}; registry p99 {:.2}",
+        all.pct_ms(50.0),
+        all.pct_ms(99.0),
+        all.max_ms(),
+        task.pct_ms(99.0),
+        suc.pct_ms(99.0),
+        reg.pct_ms(99.0)
+    );
     println!("  error samples {:?}", load.error_samples);
-    println!("ping: {} requests = {:.0} rps, p50 {:.2} p99 {:.2}, errors {}", ping.requests(), ping.rps(), pl.pct_ms(50.0), pl.pct_ms(99.0), ping.errors);
+    println!(
+        "ping: {} requests = {:.0} rps, p50 {:.2} p99 {:.2}, errors {}",
+        ping.requests(),
+        ping.rps(),
+        pl.pct_ms(50.0),
+        pl.pct_ms(99.0),
+        ping.errors
+    );
     println!("RSS KiB: idle {rss_idle}, registered {rss_registered}, after load {rss_after}, VmHWM after load {hwm_load}, end {hwm_end}");
-    let clients_gauge: Vec<&str> = metrics_text.lines().filter(|l| l.starts_with("dragonfly_supernode_peers") || l.contains("clients")).take(5).collect();
-    println!("metrics: {clients_gauge:?}");
+    let task_clients = metrics_text
+        .lines()
+        .find(|l| l.starts_with("dragonfly_supernode_clients "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?")
+        .to_string();
+    println!("clients known to the scheduler after the load: {task_clients}; origin: {origin_stats:?}");
 
     let quick = secs < 60;
     let mut md = String::new();
     md.push_str(&format!("## Load: 1,000 clients for {secs} s (`load_60s`)\n\n{}\n", measured_line("load_60s")));
     if quick {
-        md.push_str(&format!(
-            "**Quick run (BENCH_SECONDS={secs}), not the recorded 60 s figures.**\n\n"
-        ));
+        md.push_str(&format!("**Quick run (BENCH_SECONDS={secs}), not the recorded 60 s figures.**\n\n"));
     }
     md.push_str(&format!(
         "Server: the release binary as a child process (peak RSS = its `VmHWM`). {clients} simulated \
@@ -157,20 +182,26 @@ async fn run() {
         load.runs_finished,
         load.pieces
     ));
+    md.push_str(&format!(
+        "Clients known to the scheduler at the end of the load (`dragonfly_supernode_clients`): {task_clients}. \
+         The origin saw {} request(s) ({} with a body, {} conditional) for the task's URL during the whole bench.\n\n",
+        origin_stats.requests, origin_stats.body_requests, origin_stats.conditional
+    ));
     let windows: Vec<String> = load
         .task_windows
         .iter()
         .enumerate()
+        .filter(|(i, _)| (*i as u64) * 10 < secs)
         .map(|(i, l)| format!("{}–{} s: {} polls, p99 {:.2} ms", i * 10, i * 10 + 10, l.len(), l.pct_ms(99.0)))
         .collect();
     md.push_str(&format!("`/peer/task` over time: {}.\n\n", windows.join("; ")));
     md.push_str(&format!(
-        "Server-side `{HIST}` during the load: {} polls, mean {:.4} ms, p50 ≤ {} ms, p99 ≤ {} ms. \
+        "Server-side `{HIST}` during the load: {} polls, mean {:.4} ms, p50 {}, p99 {}. \
          Per bucket: {}.\n\n",
         hist.count,
         hist.mean(),
-        hist.pct_upper(50.0),
-        hist.pct_upper(99.0),
+        hist.pct_text(50.0),
+        hist.pct_text(99.0),
         hist.table()
     ));
     let max_sample = rss_samples.iter().copied().max().unwrap_or(0);

@@ -31,6 +31,8 @@ struct Row {
     uploaders: usize,
     pieces_per_peer: u64,
     polls: u64,
+    waits: u64,
+    peer_secs: Vec<f64>,
     cdn_ingest_s: f64,
 }
 
@@ -75,22 +77,32 @@ async fn run() {
         let results = join_all(peers.iter().map(Peer::download)).await;
         let swarm_s = t.elapsed().as_secs_f64();
         let swarm_origin = origin.stats(path).body_bytes - before;
-        let reports: Vec<_> = results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| r.unwrap_or_else(|e| panic!("peer {i}: {e}")))
-            .collect();
+        let reports: Vec<_> =
+            results.into_iter().enumerate().map(|(i, r)| r.unwrap_or_else(|e| panic!("peer {i}: {e}"))).collect();
         for (i, r) in reports.iter().enumerate() {
             assert_eq!(r.md5, md5, "peer {i}: output md5");
+            println!(
+                "  peer {i}: {:.2} s, {} from supernode, {} from peers, polls {} codes {:?}, stalls {}, uploads served {}",
+                r.duration_secs,
+                r.stats.pieces_from_supernode,
+                r.stats.pieces_from_peers,
+                r.stats.polls,
+                r.stats.poll_codes,
+                r.stats.stalls,
+                peers[i].uploads_served()
+            );
         }
         let task_id = reports[0].task_id.clone();
         let info: serde_json::Value =
-            serde_json::from_str(&fetch_text(&client, &format!("http://{control}/api/v1/tasks/{task_id}")).await).unwrap();
+            serde_json::from_str(&fetch_text(&client, &format!("http://{control}/api/v1/tasks/{task_id}")).await)
+                .unwrap();
         let pieces_per_peer = info["pieceTotal"].as_u64().unwrap_or(0);
         let from_cdn: u64 = reports.iter().map(|r| r.stats.pieces_from_supernode).sum();
         let from_peers: u64 = reports.iter().map(|r| r.stats.pieces_from_peers).sum();
         let failures: u64 = reports.iter().map(|r| r.stats.piece_failures).sum();
         let polls: u64 = reports.iter().map(|r| r.stats.polls).sum();
+        let waits: u64 = reports.iter().map(|r| r.stats.poll_codes.get(&602).copied().unwrap_or(0)).sum();
+        let peer_secs: Vec<f64> = reports.iter().map(|r| r.duration_secs).collect();
         let uploaders = peers.iter().filter(|p| p.uploads_served() > 0).count();
         for p in &peers {
             p.stop_uploader().await;
@@ -135,12 +147,17 @@ async fn run() {
             uploaders,
             pieces_per_peer,
             polls,
+            waits,
+            peer_secs,
             cdn_ingest_s,
         });
     }
 
     let mut md = String::new();
-    md.push_str(&format!("## P2P swarm: {n} peers vs {n} direct downloads (`p2p_swarm`)\n\n{}\n", measured_line("p2p_swarm")));
+    md.push_str(&format!(
+        "## P2P swarm: {n} peers vs {n} direct downloads (`p2p_swarm`)\n\n{}\n",
+        measured_line("p2p_swarm")
+    ));
     md.push_str(&format!(
         "{n} `dfget-sim` peers (dfget 1.0.6's wire behaviour; each with its own uploader on a \
          distinct 127.0.0.1 port, all in the bench process) download one file through the \
@@ -171,10 +188,19 @@ async fn run() {
             r.cdn_ingest_s
         ));
     }
-    md.push_str(&format!(
-        "\nPolls sent by the peers: {}.\n",
-        rows.iter().map(|r| format!("{} MiB: {}", r.size_mib, r.polls)).collect::<Vec<_>>().join(", ")
-    ));
+    for r in &rows {
+        md.push_str(&format!(
+            "\n{} MiB: per-peer download time min {:.2} / median {:.2} / max {:.2} s; the peers sent {} \
+             `/peer/task` polls, {} of them answered 602 (wait: dfget then sleeps a random, doubling \
+             back-off before polling again).\n",
+            r.size_mib,
+            r.peer_secs.iter().cloned().fold(f64::INFINITY, f64::min),
+            median(&r.peer_secs),
+            r.peer_secs.iter().cloned().fold(0.0, f64::max),
+            r.polls,
+            r.waits
+        ));
+    }
     println!("{md}");
     write_section("p2p_swarm", &md);
     server.server.stop(false).await;

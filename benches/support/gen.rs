@@ -113,14 +113,7 @@ impl Client {
             queue.push_back(Req::Register);
         }
         queue.push_back(Req::start());
-        Client {
-            slot,
-            run,
-            cid: cid(cfg, slot, run),
-            queue,
-            last_poll: Req::start(),
-            seen: HashSet::new(),
-        }
+        Client { slot, run, cid: cid(cfg, slot, run), queue, last_poll: Req::start(), seen: HashSet::new() }
     }
 }
 
@@ -374,7 +367,12 @@ pub async fn run_scheduler(cfg: &GenConfig) -> GenResult {
 }
 
 /// The baseline: `GET /_ping` with the same concurrency, for `requests` requests or `duration`.
-pub async fn run_ping(control: SocketAddr, conns: usize, requests: Option<u64>, duration: Option<Duration>) -> GenResult {
+pub async fn run_ping(
+    control: SocketAddr,
+    conns: usize,
+    requests: Option<u64>,
+    duration: Option<Duration>,
+) -> GenResult {
     let http = client(conns);
     let url = format!("http://{control}/_ping");
     let started = Instant::now();
