@@ -99,7 +99,7 @@ impl Metrics {
                 hist(
                     "schedule_duration_milliseconds",
                     "time to schedule one /peer/task poll",
-                    exponential_buckets(0.01, 2.0, 7)?,
+                    exponential_buckets(0.01, 2.0, 11)?,
                 ),
                 &["peer"],
             )?,

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use indexmap::IndexSet;
+use rand::Rng;
 use serde::Deserialize;
 
 use crate::events::{CdnPieces, TaskStatusChanged};
@@ -27,6 +29,9 @@ use crate::metrics::Metrics;
 use crate::piece::PieceRange;
 use crate::task_manager::CdnStatus;
 use policy::{CandidatePiece, CandidateSource, HandOutPolicy, RarestFirst};
+
+/// Eligible peers looked at per piece; the least loaded of them serves it.
+const SOURCES_CONSIDERED: usize = 16;
 
 /// `[scheduler]` settings (§11 names).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -137,7 +142,7 @@ struct TaskState {
     real_md5: String,
     /// `md5:len` of each piece the CDN has on disk.
     cdn_md5: Vec<Option<String>>,
-    holders: Vec<HashSet<String>>,
+    holders: Vec<IndexSet<String>>,
     clients: HashMap<String, Client>,
     cdn_load: u32,
     last_access: Instant,
@@ -243,7 +248,7 @@ impl PieceScheduler {
                 self.client_count -= 1;
             }
             for h in &mut task.holders {
-                h.remove(cid);
+                h.swap_remove(cid);
             }
         }
         self.metrics.clients.set(self.client_count as i64);
@@ -329,7 +334,7 @@ impl PieceScheduler {
             .iter()
             .enumerate()
             .filter(|(n, md5)| md5.is_some() && !client.holds(*n as u64) && !client.running.contains_key(&(*n as u64)))
-            .map(|(n, _)| CandidatePiece { num: n as u64, holders: task.holders.get(n).map_or(0, HashSet::len) })
+            .map(|(n, _)| CandidatePiece { num: n as u64, holders: task.holders.get(n).map_or(0, IndexSet::len) })
             .collect();
         if candidates.is_empty() {
             return PollReply::Wait(format!("task {task_id}: no piece available yet, peer should wait"));
@@ -349,30 +354,28 @@ impl PieceScheduler {
             }
             let mut source = None;
             if !cdn_only {
-                let eligible: Vec<(&String, &Client)> = task
-                    .holders
-                    .get(cand.num as usize)
-                    .into_iter()
-                    .flatten()
+                // A popular piece may have thousands of holders: look at a bounded number of
+                // usable ones, starting at a random place so the work spreads over all of them.
+                let holders = task.holders.get(cand.num as usize);
+                let count = holders.map_or(0, IndexSet::len);
+                let start = if count > 0 { rand::thread_rng().gen_range(0..count) } else { 0 };
+                let eligible: Vec<(&String, &Client, u32)> = (0..count)
+                    .filter_map(|i| holders.and_then(|h| h.get_index((start + i) % count)))
                     .filter(|h| h.as_str() != cid && !client.bad_sources.contains(*h))
                     .filter_map(|h| task.clients.get(h).map(|c| (h, c)))
                     .filter(|(_, c)| c.serves && !c.is_down() && c.source_errors < elimination)
-                    .collect();
-                let loads: Vec<CandidateSource> = eligible
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, c))| {
+                    .map(|(h, c)| {
                         let key = (c.ip, c.port);
-                        CandidateSource {
-                            index: i,
-                            load: self.uploads.get(&key).copied().unwrap_or(0)
-                                + extra_load.get(&key).copied().unwrap_or(0),
-                        }
+                        let load = self.uploads.get(&key).copied().unwrap_or(0) + extra_load.get(&key).copied().unwrap_or(0);
+                        (h, c, load)
                     })
-                    .filter(|s| s.load < up_limit)
+                    .filter(|(_, _, load)| *load < up_limit)
+                    .take(SOURCES_CONSIDERED)
                     .collect();
+                let loads: Vec<CandidateSource> =
+                    eligible.iter().enumerate().map(|(i, (_, _, load))| CandidateSource { index: i, load: *load }).collect();
                 if let Some(i) = self.policy.pick_peer(&loads) {
-                    let (h, c) = eligible[i];
+                    let (h, c, _) = eligible[i];
                     *extra_load.entry((c.ip, c.port)).or_default() += 1;
                     source = Some(Source::Peer(h.clone()));
                 }
@@ -521,7 +524,7 @@ impl Handler<CdnPieces> for PieceScheduler {
             task.cdn_md5.resize(end, None);
         }
         if task.holders.len() < end {
-            task.holders.resize_with(end, HashSet::new);
+            task.holders.resize_with(end, IndexSet::new);
         }
         for (i, md5) in msg.md5s.into_iter().enumerate() {
             task.cdn_md5[msg.first as usize + i] = Some(md5);
@@ -742,7 +745,7 @@ impl Handler<PieceSuccess> for PieceScheduler {
             let serves = task.clients.get(&msg.cid).is_some_and(|c| c.serves);
             if serves {
                 if task.holders.len() <= n as usize {
-                    task.holders.resize_with(n as usize + 1, HashSet::new);
+                    task.holders.resize_with(n as usize + 1, IndexSet::new);
                 }
                 task.holders[n as usize].insert(msg.cid);
             }
@@ -772,7 +775,7 @@ impl Handler<ServiceDown> for PieceScheduler {
         })?;
         client.mark_down();
         for h in &mut task.holders {
-            h.remove(&msg.cid);
+            h.swap_remove(&msg.cid);
         }
         Ok(())
     }
@@ -842,12 +845,12 @@ impl Handler<ReportPieceError> for PieceScheduler {
         match (msg.kind, msg.range) {
             (PieceErrorKind::Md5NotMatch, Some(r)) => {
                 if let Some(h) = task.holders.get_mut(r.piece_num() as usize) {
-                    h.remove(&dst_cid);
+                    h.swap_remove(&dst_cid);
                 }
             }
             _ => {
                 for h in &mut task.holders {
-                    h.remove(&dst_cid);
+                    h.swap_remove(&dst_cid);
                 }
             }
         }
@@ -879,7 +882,7 @@ impl Handler<PeerCompletedTask> for PieceScheduler {
             .ok_or_else(|| SchedError::NotFound(format!("task {} not found", msg.task_id)))?;
         let pieces = task.cdn_md5.len().max(task.piece_total as usize);
         if task.holders.len() < pieces {
-            task.holders.resize_with(pieces, HashSet::new);
+            task.holders.resize_with(pieces, IndexSet::new);
         }
         let mut count = 0;
         for (cid, c) in task.clients.iter_mut().filter(|(_, c)| c.peer_id == msg.peer_id) {
