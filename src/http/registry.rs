@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::http::Uri;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use base64::Engine;

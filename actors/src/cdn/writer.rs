@@ -112,6 +112,111 @@ fn disk(e: io::Error) -> WriteError {
     WriteError::Disk(e.to_string())
 }
 
+/// The piece being written: its header went out first, its md5 grows with every slice.
+struct OpenPiece {
+    num: u64,
+    /// Payload length announced in the header already written.
+    header_len: u64,
+    received: u64,
+    md5: Md5,
+}
+
+/// Streams payload bytes into framed pieces: header, payload slices as they arrive, trailer.
+/// Nothing is buffered beyond the file's write buffer, and each piece's md5 is computed
+/// while its bytes are still in cache.
+struct PieceWriter<F: Fn(u64, String, u64)> {
+    out: io::BufWriter<File>,
+    layout: PieceLayout,
+    /// Source length when the source said it; decides the last piece's header up front.
+    expected_len: Option<u64>,
+    max_file_bytes: Option<u64>,
+    open: Option<OpenPiece>,
+    piece_md5s: Vec<String>,
+    written: u64,
+    on_piece: F,
+}
+
+impl<F: Fn(u64, String, u64)> PieceWriter<F> {
+    fn header_len(&self, num: u64) -> u64 {
+        match self.expected_len {
+            Some(len) => PieceLayout::new(len, self.layout.piece_size).payload_len(num),
+            None => self.layout.payload_size(),
+        }
+    }
+
+    fn start(&mut self, num: u64) -> Result<(), WriteError> {
+        let header_len = self.header_len(num);
+        let header = piece_header(header_len, self.layout.piece_size);
+        self.out.write_all(&header).map_err(disk)?;
+        let mut md5 = Md5::new();
+        md5.update(header);
+        self.open = Some(OpenPiece { num, header_len, received: 0, md5 });
+        Ok(())
+    }
+
+    fn push(&mut self, mut data: &[u8]) -> Result<(), WriteError> {
+        let payload_size = self.layout.payload_size();
+        while !data.is_empty() {
+            if self.open.is_none() {
+                self.start(self.piece_md5s.len() as u64)?;
+            }
+            let Some(piece) = self.open.as_mut() else { return Err(WriteError::Disk("no open piece".into())) };
+            let take = ((payload_size - piece.received) as usize).min(data.len());
+            let (now, rest) = data.split_at(take);
+            if let Some(max) = self.max_file_bytes {
+                if self.written + 4 + piece.received + take as u64 + 1 > max {
+                    return Err(WriteError::Quota(max));
+                }
+            }
+            self.out.write_all(now).map_err(disk)?;
+            piece.md5.update(now);
+            piece.received += take as u64;
+            data = rest;
+            if piece.received == payload_size {
+                self.close()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the open piece (or writes the one empty piece of an empty source).
+    fn close(&mut self) -> Result<(), WriteError> {
+        let piece = match self.open.take() {
+            Some(p) => p,
+            None => {
+                self.start(0)?;
+                self.open.take().ok_or_else(|| WriteError::Disk("no open piece".into()))?
+            }
+        };
+        self.out.write_all(&[PIECE_TRAILER]).map_err(disk)?;
+        self.out.flush().map_err(disk)?;
+        let wrapped = piece.received + 5;
+        let md5 = if piece.received == piece.header_len {
+            let mut md5 = piece.md5;
+            md5.update([PIECE_TRAILER]);
+            md5.finalize()
+        } else {
+            // A source of unknown length ended inside this piece: fix its header and hash it again.
+            self.rewrite_header(piece.num, piece.received)?
+        };
+        let md5 = piece_md5_string(&md5, wrapped);
+        self.written += wrapped;
+        self.piece_md5s.push(md5.clone());
+        (self.on_piece)(piece.num, md5, self.written);
+        Ok(())
+    }
+
+    fn rewrite_header(&mut self, num: u64, data_len: u64) -> Result<md5::digest::Output<Md5>, WriteError> {
+        use std::os::unix::fs::FileExt;
+        let offset = num * self.layout.piece_size;
+        let file = self.out.get_ref();
+        file.write_all_at(&piece_header(data_len, self.layout.piece_size), offset).map_err(disk)?;
+        let mut bytes = vec![0u8; (data_len + 5) as usize];
+        file.read_exact_at(&mut bytes, offset).map_err(disk)?;
+        Ok(Md5::digest(&bytes))
+    }
+}
+
 fn write_all(
     spec: WriterSpec,
     mut rx: tokio::sync::mpsc::Receiver<Input>,
@@ -120,7 +225,9 @@ fn write_all(
     let tmp = spec.store.temp_path(&spec.task_id);
     let result = (|| {
         std::fs::create_dir_all(spec.store.dir(&spec.task_id)).map_err(disk)?;
-        let mut file = File::create(&tmp).map_err(disk)?;
+        // Readable too: a last piece of a source of unknown length is re-read to fix its header.
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).map_err(disk)?;
         let (hash_tx, hash_rx) = mpsc::sync_channel::<Bytes>(64);
         let hasher = thread::Builder::new()
             .name("cdn-md5".into())
@@ -133,34 +240,17 @@ fn write_all(
             })
             .map_err(disk)?;
 
-        let layout = PieceLayout::new(0, spec.piece_size);
-        let payload_size = layout.payload_size() as usize;
-        let mut piece = Vec::with_capacity(spec.piece_size as usize);
-        piece.extend_from_slice(&[0; 4]);
-        let mut piece_md5s = Vec::new();
+        let mut pieces = PieceWriter {
+            out: io::BufWriter::with_capacity(1 << 20, file),
+            layout: PieceLayout::new(0, spec.piece_size),
+            expected_len: spec.expected_len,
+            max_file_bytes: spec.max_file_bytes,
+            open: None,
+            piece_md5s: Vec::new(),
+            written: 0,
+            on_piece,
+        };
         let mut received: u64 = 0;
-        let mut written: u64 = 0;
-        let mut flush_piece =
-            |piece: &mut Vec<u8>, file: &mut File, piece_md5s: &mut Vec<String>| -> Result<(), WriteError> {
-                let data_len = piece.len() as u64 - 4;
-                piece[..4].copy_from_slice(&piece_header(data_len, spec.piece_size));
-                piece.push(PIECE_TRAILER);
-                if let Some(max) = spec.max_file_bytes {
-                    if written + piece.len() as u64 > max {
-                        return Err(WriteError::Quota(max));
-                    }
-                }
-                file.write_all(piece).map_err(disk)?;
-                written += piece.len() as u64;
-                let md5 = piece_md5_string(&Md5::digest(&piece[..]), piece.len() as u64);
-                let n = piece_md5s.len() as u64;
-                piece_md5s.push(md5.clone());
-                on_piece(n, md5, written);
-                piece.clear();
-                piece.extend_from_slice(&[0; 4]);
-                Ok(())
-            };
-
         loop {
             let chunk = match rx.blocking_recv() {
                 Some(Input::Chunk(c)) => c,
@@ -169,19 +259,10 @@ fn write_all(
             };
             received += chunk.len() as u64;
             let _ = hash_tx.send(chunk.clone());
-            let mut rest = &chunk[..];
-            while !rest.is_empty() {
-                let room = payload_size - (piece.len() - 4);
-                let take = room.min(rest.len());
-                piece.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if piece.len() - 4 == payload_size {
-                    flush_piece(&mut piece, &mut file, &mut piece_md5s)?;
-                }
-            }
+            pieces.push(&chunk)?;
         }
-        if piece.len() > 4 || piece_md5s.is_empty() {
-            flush_piece(&mut piece, &mut file, &mut piece_md5s)?;
+        if pieces.open.is_some() || pieces.piece_md5s.is_empty() {
+            pieces.close()?;
         }
         drop(hash_tx);
         let real_md5 = hasher.join().map_err(|_| WriteError::Disk("md5 thread failed".into()))?;
@@ -196,8 +277,10 @@ fn write_all(
                 return Err(WriteError::Md5 { expected: expected.clone(), got: real_md5 });
             }
         }
+        let file = pieces.out.into_inner().map_err(|e| disk(e.into_error()))?;
         file.sync_data().map_err(disk)?;
         drop(file);
+        let (piece_md5s, written) = (pieces.piece_md5s, pieces.written);
         let mut meta = spec.meta;
         meta.http_file_len = received as i64;
         meta.file_length = written as i64;

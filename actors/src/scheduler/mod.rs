@@ -366,14 +366,18 @@ impl PieceScheduler {
                     .filter(|(_, c)| c.serves && !c.is_down() && c.source_errors < elimination)
                     .map(|(h, c)| {
                         let key = (c.ip, c.port);
-                        let load = self.uploads.get(&key).copied().unwrap_or(0) + extra_load.get(&key).copied().unwrap_or(0);
+                        let load =
+                            self.uploads.get(&key).copied().unwrap_or(0) + extra_load.get(&key).copied().unwrap_or(0);
                         (h, c, load)
                     })
                     .filter(|(_, _, load)| *load < up_limit)
                     .take(SOURCES_CONSIDERED)
                     .collect();
-                let loads: Vec<CandidateSource> =
-                    eligible.iter().enumerate().map(|(i, (_, _, load))| CandidateSource { index: i, load: *load }).collect();
+                let loads: Vec<CandidateSource> = eligible
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, _, load))| CandidateSource { index: i, load: *load })
+                    .collect();
                 if let Some(i) = self.policy.pick_peer(&loads) {
                     let (h, c, _) = eligible[i];
                     *extra_load.entry((c.ip, c.port)).or_default() += 1;
