@@ -50,26 +50,15 @@ fn with(mut body: Value, key: &str, value: Value) -> Value {
 }
 
 async fn send(req: awc::ClientRequest, content_type: &str, body: String) -> (u16, String) {
-    let mut res = req
-        .insert_header(("Content-Type", content_type))
-        .send_body(body)
-        .await
-        .expect("request sent");
+    let mut res = req.insert_header(("Content-Type", content_type)).send_body(body).await.expect("request sent");
     let bytes = res.body().limit(1 << 20).await.expect("body read");
-    (
-        res.status().as_u16(),
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
+    (res.status().as_u16(), String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `POST /peer/registry` with a JSON body (dfget's content type): status and parsed reply.
 async fn register_raw(s: &TestServer, body: &Value) -> (u16, Value) {
-    let (status, text) = send(
-        common::client().post(s.url("/peer/registry")),
-        "application/json;charset=utf-8",
-        body.to_string(),
-    )
-    .await;
+    let (status, text) =
+        send(common::client().post(s.url("/peer/registry")), "application/json;charset=utf-8", body.to_string()).await;
     (status, common::json(&text))
 }
 
@@ -79,19 +68,9 @@ async fn register_ok(s: &TestServer, body: &Value) -> Value {
     assert_eq!(status, 200, "registration {body} → {v}");
     assert_eq!(v["code"], 200, "registration {body} → {v}");
     assert_eq!(v["msg"], "success", "{v}");
-    let data = v["data"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no data: {v}"));
+    let data = v["data"].as_object().unwrap_or_else(|| panic!("no data: {v}"));
     let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
-    let expected: BTreeSet<&str> = [
-        "taskId",
-        "fileLength",
-        "pieceSize",
-        "cdnSource",
-        "asSeed",
-        "seedTaskID",
-    ]
-    .into();
+    let expected: BTreeSet<&str> = ["taskId", "fileLength", "pieceSize", "cdnSource", "asSeed", "seedTaskID"].into();
     assert_eq!(keys, expected, "registry data keys: {v}");
     assert_eq!(data["cdnSource"], "supernode", "{v}");
     assert_eq!(data["asSeed"], false, "{v}");
@@ -123,11 +102,8 @@ fn url_task_id(url: &str) -> String {
 
 async fn get_json(s: &TestServer, path: &str) -> (u16, Value) {
     let (status, body) = common::call(common::client().get(s.url(path)), None).await;
-    let v = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap_or(Value::String(body))
-    };
+    let v =
+        if body.trim().is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
     (status, v)
 }
 
@@ -160,10 +136,7 @@ async fn wait_success(s: &TestServer, id: &str, timeout: Duration) -> Value {
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "timed out: {what}"
-        );
+        assert!(start.elapsed() < Duration::from_secs(5), "timed out: {what}");
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -204,23 +177,14 @@ const TASK_INFO_KEYS: [&str; 15] = [
 
 /// Every key of a TaskInfo is a declared one (§4.2; `paused`, `errorMsg` are this project's).
 fn assert_task_info_keys(v: &Value) {
-    let obj = v
-        .as_object()
-        .unwrap_or_else(|| panic!("TaskInfo not an object: {v}"));
+    let obj = v.as_object().unwrap_or_else(|| panic!("TaskInfo not an object: {v}"));
     for k in obj.keys() {
-        assert!(
-            TASK_INFO_KEYS.contains(&k.as_str()),
-            "unexpected TaskInfo key {k:?} in {v}"
-        );
+        assert!(TASK_INFO_KEYS.contains(&k.as_str()), "unexpected TaskInfo key {k:?} in {v}");
     }
 }
 
 /// GET on the download port with an optional Range: status, headers, body.
-async fn download(
-    s: &TestServer,
-    id: &str,
-    range: Option<String>,
-) -> (u16, awc::http::header::HeaderMap, Vec<u8>) {
+async fn download(s: &TestServer, id: &str, range: Option<String>) -> (u16, awc::http::header::HeaderMap, Vec<u8>) {
     let url = format!("http://{}/download/{}/{}", s.download(), &id[..3], id);
     let mut req = common::client().get(url);
     if let Some(r) = range {
@@ -232,10 +196,7 @@ async fn download(
 }
 
 fn header_str(h: &awc::http::header::HeaderMap, name: &str) -> String {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 /// One raw HTTP/1.1 GET with the request target sent byte for byte (no client normalisation).
@@ -284,15 +245,9 @@ async fn verify_cached_with(
     assert_task_info_keys(info);
     assert_eq!(info["ID"], id, "{info}");
     assert_eq!(info["cdnStatus"], "SUCCESS", "{info}");
-    assert_eq!(
-        info["fileLength"], file_len,
-        "fileLength = httpLen + 5·N: {info}"
-    );
+    assert_eq!(info["fileLength"], file_len, "fileLength = httpLen + 5·N: {info}");
     if len == 0 {
-        assert!(
-            info.get("httpFileLength").is_none() || info["httpFileLength"] == 0,
-            "{info}"
-        );
+        assert!(info.get("httpFileLength").is_none() || info["httpFileLength"] == 0, "{info}");
     } else {
         assert_eq!(info["httpFileLength"], len, "{info}");
     }
@@ -310,25 +265,13 @@ async fn verify_cached_with(
     let real_md5 = info["realMd5"].as_str().expect("realMd5").to_string();
     assert_eq!(lines[n as usize], real_md5, ".md5 file md5 line");
     let sha = lines[n as usize + 1];
-    assert!(
-        sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
-        "SHA-1 line {sha:?}"
-    );
-    assert!(
-        !suffixed(&home, id, ".tmp").exists(),
-        "temporary file left beside a SUCCESS file"
-    );
+    assert!(sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()), "SHA-1 line {sha:?}");
+    assert!(!suffixed(&home, id, ".tmp").exists(), "temporary file left beside a SUCCESS file");
 
     // checked off the test thread, in parallel with the download-port reads below (and with
     // the md5 of the source): the framing, payloads and piece md5s of the file on disk
     let path = data_path(&home, id);
-    let (src, md5_lines) = (
-        source.clone(),
-        lines[..n as usize]
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>(),
-    );
+    let (src, md5_lines) = (source.clone(), lines[..n as usize].iter().map(|l| l.to_string()).collect::<Vec<_>>());
     let disk = tokio::task::spawn_blocking(move || check_file(&path, &src, piece_size, &md5_lines));
 
     // every full slot from the download port, clamped by the server to the file end (§5.3,
@@ -346,18 +289,11 @@ async fn verify_cached_with(
         let (status, headers, body) = download(s, id, Some(range.clone())).await;
         assert_eq!(status, 206, "piece {p} {range}");
         let last = (start + piece_size - 1).min(file_len - 1);
-        assert_eq!(
-            header_str(&headers, "content-range"),
-            format!("bytes {start}-{last}/{file_len}"),
-            "piece {p}"
-        );
+        assert_eq!(header_str(&headers, "content-range"), format!("bytes {start}-{last}/{file_len}"), "piece {p}");
         assert_eq!(body.len(), wlen, "piece {p}: clamped length");
         file.seek(SeekFrom::Start(start)).unwrap();
         file.read_exact(&mut on_disk[..wlen]).unwrap();
-        assert!(
-            body == on_disk[..wlen],
-            "piece {p}: download port bytes differ from the file"
-        );
+        assert!(body == on_disk[..wlen], "piece {p}: download port bytes differ from the file");
         source.read_at(p * (piece_size - 5), &mut expected[..payload_len]);
         assert!(
             body[4..wlen - 1] == expected[..payload_len],
@@ -385,38 +321,21 @@ async fn join<T>(h: tokio::task::JoinHandle<T>) -> T {
 fn check_file(path: &Path, source: &Content, piece_size: u64, md5_lines: &[String]) {
     let len = source.len();
     let n = piece_count(len, piece_size);
-    let mut file =
-        std::fs::File::open(path).unwrap_or_else(|e| panic!("cache file {}: {e}", path.display()));
-    assert_eq!(
-        file.metadata().unwrap().len(),
-        len + 5 * n,
-        "cache file size"
-    );
+    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("cache file {}: {e}", path.display()));
+    assert_eq!(file.metadata().unwrap().len(), len + 5 * n, "cache file size");
     let mut wrapped = vec![0u8; piece_size as usize];
     let mut expected = vec![0u8; piece_size as usize];
     for p in 0..n {
         let payload_len = (len - p * (piece_size - 5)).min(piece_size - 5) as usize;
         let wlen = payload_len + 5;
-        file.read_exact(&mut wrapped[..wlen])
-            .unwrap_or_else(|e| panic!("piece {p}: {e}"));
+        file.read_exact(&mut wrapped[..wlen]).unwrap_or_else(|e| panic!("piece {p}: {e}"));
         let piece = &wrapped[..wlen];
         let header = u32::from_be_bytes(piece[..4].try_into().unwrap());
-        assert_eq!(
-            header,
-            payload_len as u32 | ((piece_size as u32) << 4),
-            "piece {p} header"
-        );
-        assert_eq!(
-            header & 0x00FF_FFFF,
-            payload_len as u32,
-            "piece {p} dataLen"
-        );
+        assert_eq!(header, payload_len as u32 | ((piece_size as u32) << 4), "piece {p} header");
+        assert_eq!(header & 0x00FF_FFFF, payload_len as u32, "piece {p} dataLen");
         assert_eq!(piece[wlen - 1], 0x7F, "piece {p} trailer");
         source.read_at(p * (piece_size - 5), &mut expected[..payload_len]);
-        assert!(
-            piece[4..wlen - 1] == expected[..payload_len],
-            "piece {p} payload differs from the source"
-        );
+        assert!(piece[4..wlen - 1] == expected[..payload_len], "piece {p} payload differs from the source");
         let md5_line = format!("{}:{}", hex(&Md5::digest(piece)), wlen);
         assert_eq!(md5_lines[p as usize], md5_line, "piece {p} md5 line");
     }
@@ -436,10 +355,7 @@ async fn first_poll(s: &TestServer, cid: &str, id: &str) -> Value {
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .find(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
+        .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
@@ -457,9 +373,7 @@ fn closed_port() -> u16 {
 }
 
 fn small_bytes(len: usize, salt: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) ^ (i >> 8) as u8)
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) ^ (i >> 8) as u8).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -507,12 +421,8 @@ async fn registration_json_and_form_reply_with_the_task() {
          &headers=X-Foo%3A+a&headers=X-Bar%3A+b",
         u = url.replace(':', "%3A").replace('/', "%2F")
     );
-    let (status, text) = send(
-        common::client().post(s.url("/peer/registry")),
-        "application/x-www-form-urlencoded",
-        form,
-    )
-    .await;
+    let (status, text) =
+        send(common::client().post(s.url("/peer/registry")), "application/x-www-form-urlencoded", form).await;
     assert_eq!(status, 200, "{text}");
     let v = common::json(&text);
     assert_eq!(v["code"], 200, "{v}");
@@ -524,33 +434,15 @@ async fn registration_json_and_form_reply_with_the_task() {
         "cid=127.0.0.1-3-3.000&ip=127.0.0.1&port=20003&path=%2Fpeer%2Ffile%2Fx-3&rawUrl={}",
         url.replace(':', "%3A").replace('/', "%2F")
     );
-    let (status, text) = send(
-        common::client().post(s.url("/peer/registry")),
-        "application/x-www-form-urlencoded; charset=utf-8",
-        form,
-    )
-    .await;
+    let (status, text) =
+        send(common::client().post(s.url("/peer/registry")), "application/x-www-form-urlencoded; charset=utf-8", form)
+            .await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(
-        common::json(&text)["data"]["taskId"],
-        url_task_id(&url),
-        "{text}"
-    );
+    assert_eq!(common::json(&text)["data"]["taskId"], url_task_id(&url), "{text}");
 
     let info = wait_success(&s, &url_task_id(&url), Duration::from_secs(20)).await;
-    verify_cached(
-        &s,
-        &url_task_id(&url),
-        &url,
-        &origin.content("/reg.bin"),
-        &info,
-    )
-    .await;
-    assert_eq!(
-        info["realMd5"],
-        hex(&Md5::digest(&content)),
-        "realMd5: {info}"
-    );
+    verify_cached(&s, &url_task_id(&url), &url, &origin.content("/reg.bin"), &info).await;
+    assert_eq!(info["realMd5"], hex(&Md5::digest(&content)), "realMd5: {info}");
     assert_eq!(origin.stats("/reg.bin").body_requests, 1);
 }
 
@@ -565,30 +457,10 @@ async fn registration_bad_bodies_are_400_with_code_501() {
         ("truncated JSON", "{\"cid\":".into(), "application/json", ""),
         ("empty body", String::new(), "application/json", ""),
         ("not an object", "[1,2]".into(), "application/json", ""),
-        (
-            "empty cid",
-            with(good.clone(), "cid", json!("")).to_string(),
-            "application/json",
-            "cid",
-        ),
-        (
-            "port as string",
-            with(good.clone(), "port", json!("20001")).to_string(),
-            "application/json",
-            "port",
-        ),
-        (
-            "port out of range",
-            with(good.clone(), "port", json!(80)).to_string(),
-            "application/json",
-            "port",
-        ),
-        (
-            "bad ip",
-            with(good.clone(), "ip", json!("not-an-ip")).to_string(),
-            "application/json",
-            "ip",
-        ),
+        ("empty cid", with(good.clone(), "cid", json!("")).to_string(), "application/json", "cid"),
+        ("port as string", with(good.clone(), "port", json!("20001")).to_string(), "application/json", "port"),
+        ("port out of range", with(good.clone(), "port", json!(80)).to_string(), "application/json", "port"),
+        ("bad ip", with(good.clone(), "ip", json!("not-an-ip")).to_string(), "application/json", "ip"),
         (
             "missing ip",
             {
@@ -599,24 +471,14 @@ async fn registration_bad_bodies_are_400_with_code_501() {
             "application/json",
             "ip",
         ),
-        (
-            "empty path",
-            with(good.clone(), "path", json!("")).to_string(),
-            "application/json",
-            "path",
-        ),
+        ("empty path", with(good.clone(), "path", json!("")).to_string(), "application/json", "path"),
         (
             "ftp rawUrl",
             with(good.clone(), "rawUrl", json!("ftp://127.0.0.1/x")).to_string(),
             "application/json",
             "rawurl",
         ),
-        (
-            "relative rawUrl",
-            with(good.clone(), "rawUrl", json!("/x")).to_string(),
-            "application/json",
-            "rawurl",
-        ),
+        ("relative rawUrl", with(good.clone(), "rawUrl", json!("/x")).to_string(), "application/json", "rawurl"),
         (
             "form with a non-integer port",
             "cid=a&ip=127.0.0.1&port=abc&path=%2Fp&rawUrl=http%3A%2F%2F127.0.0.1%2Fx".into(),
@@ -633,17 +495,10 @@ async fn registration_bad_bodies_are_400_with_code_501() {
         assert!(!msg.is_empty(), "{what}: {text}");
         assert_eq!(v["message"], msg, "§16 P11: message = msg: {text}");
         if !field.is_empty() {
-            assert!(
-                msg.to_ascii_lowercase().contains(field),
-                "{what}: msg should name {field:?}: {text}"
-            );
+            assert!(msg.to_ascii_lowercase().contains(field), "{what}: msg should name {field:?}: {text}");
         }
     }
-    assert_eq!(
-        origin.stats("/ok.bin").requests,
-        0,
-        "a refused registration must not reach the source"
-    );
+    assert_eq!(origin.stats("/ok.bin").requests, 0, "a refused registration must not reach the source");
 }
 
 #[actix_web::test]
@@ -654,26 +509,16 @@ async fn registration_source_errors_607_608() {
     // 404 → 607, naming the cause, and remembered (§16 P8)
     let missing = origin.url("/missing.bin");
     let msg = register_refused(&s, &dfget_body(&missing, "c-1"), 607).await;
-    assert!(
-        msg.contains("404"),
-        "607 message should name the cause: {msg}"
-    );
+    assert!(msg.contains("404"), "607 message should name the cause: {msg}");
     assert_eq!(origin.stats("/missing.bin").requests, 1);
     register_refused(&s, &dfget_body(&missing, "c-2"), 607).await;
-    assert_eq!(
-        origin.stats("/missing.bin").requests,
-        1,
-        "a 404 is remembered: no new origin request"
-    );
+    assert_eq!(origin.stats("/missing.bin").requests, 1, "a 404 is remembered: no new origin request");
 
     // 5xx → 607
     origin.add("/broken.bin", vec![0; 10]);
     origin.set_status("/broken.bin", Some(500));
     let msg = register_refused(&s, &dfget_body(&origin.url("/broken.bin"), "c-3"), 607).await;
-    assert!(
-        msg.contains("500"),
-        "607 message should name the cause: {msg}"
-    );
+    assert!(msg.contains("500"), "607 message should name the cause: {msg}");
     // only 404s and unreachable sources are remembered: a 5xx is asked again
     register_refused(&s, &dfget_body(&origin.url("/broken.bin"), "c-3b"), 607).await;
     assert_eq!(origin.stats("/broken.bin").requests, 2);
@@ -688,25 +533,14 @@ async fn registration_source_errors_607_608() {
     register_refused(&s, &dfget_body(&origin.url("/forbidden.bin"), "c-5"), 608).await;
 
     // with the header → success, and the origin saw it (and 401 is not remembered)
-    let body = with(
-        dfget_body(&secret, "c-6"),
-        "headers",
-        json!(["Authorization: Bearer x"]),
-    );
+    let body = with(dfget_body(&secret, "c-6"), "headers", json!(["Authorization: Bearer x"]));
     let data = register_ok(&s, &body).await;
     assert_eq!(data["fileLength"], 5000);
     let id = data["taskId"].as_str().unwrap().to_string();
     let info = wait_success(&s, &id, Duration::from_secs(20)).await;
-    assert_eq!(
-        info["realMd5"],
-        hex(&Md5::digest(small_bytes(5000, 3))),
-        "{info}"
-    );
+    assert_eq!(info["realMd5"], hex(&Md5::digest(small_bytes(5000, 3))), "{info}");
     let st = origin.stats("/secret.bin");
-    assert_eq!(
-        st.authorization.last().map(String::as_str),
-        Some("Bearer x")
-    );
+    assert_eq!(st.authorization.last().map(String::as_str), Some("Bearer x"));
     assert_eq!(st.body_requests, 1, "{st:?}");
 
     // unreachable (closed port) → 607, remembered
@@ -742,29 +576,14 @@ async fn registration_with_range_header_is_that_range() {
     let content = small_bytes(1000, 9);
     origin.add("/ranged.bin", content.clone());
     let url = origin.url("/ranged.bin");
-    let body = with(
-        dfget_body(&url, "c-1"),
-        "headers",
-        json!(["Range: bytes=0-99"]),
-    );
+    let body = with(dfget_body(&url, "c-1"), "headers", json!(["Range: bytes=0-99"]));
     let data = register_ok(&s, &body).await;
     let id = TaskId::compute(&url, "", "", Some("bytes=0-99"));
-    assert_eq!(
-        data["taskId"],
-        id.as_str(),
-        "the Range header is part of the taskID"
-    );
+    assert_eq!(data["taskId"], id.as_str(), "the Range header is part of the taskID");
     assert_eq!(data["fileLength"], 100, "{data}");
     let info = wait_success(&s, id.as_str(), Duration::from_secs(20)).await;
-    assert_eq!(
-        info["realMd5"],
-        hex(&Md5::digest(&content[..100])),
-        "{info}"
-    );
-    assert_eq!(
-        origin.stats("/ranged.bin").ranges,
-        vec!["bytes=0-99".to_string()]
-    );
+    assert_eq!(info["realMd5"], hex(&Md5::digest(&content[..100])), "{info}");
+    assert_eq!(origin.stats("/ranged.bin").ranges, vec!["bytes=0-99".to_string()]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -782,10 +601,7 @@ async fn sizes_around_piece_boundaries_frame_and_serve() {
         origin.add_generated(&path, 1000 + i as u64, *len);
         let url = origin.url(&path);
         let data = register_ok(&s, &dfget_body(&url, &format!("c-{i}"))).await;
-        assert_eq!(
-            data["fileLength"], *len,
-            "registry fileLength = source length"
-        );
+        assert_eq!(data["fileLength"], *len, "registry fileLength = source length");
         assert_eq!(data["pieceSize"], PIECE);
         assert_eq!(data["taskId"], url_task_id(&url));
         ids.push((path, url, data["taskId"].as_str().unwrap().to_string()));
@@ -819,10 +635,7 @@ async fn task_info_omits_zero_values() {
     let info = wait_success(&s, &id, Duration::from_secs(20)).await;
     assert_eq!(info["fileLength"], 5, "{info}");
     assert_eq!(info["pieceTotal"], 1, "{info}");
-    assert_eq!(
-        info["realMd5"], "d41d8cd98f00b204e9800998ecf8427e",
-        "{info}"
-    );
+    assert_eq!(info["realMd5"], "d41d8cd98f00b204e9800998ecf8427e", "{info}");
     for (k, v) in info.as_object().unwrap() {
         let zero = match v {
             Value::Null => true,
@@ -832,10 +645,7 @@ async fn task_info_omits_zero_values() {
             Value::Array(a) => a.is_empty(),
             Value::Object(o) => o.is_empty(),
         };
-        assert!(
-            !zero,
-            "TaskInfo key {k:?} has a zero value (omitempty): {info}"
-        );
+        assert!(!zero, "TaskInfo key {k:?} has a zero value (omitempty): {info}");
     }
 }
 
@@ -880,17 +690,11 @@ async fn download_port_ranges_and_confinement() {
     // a range inside, and one running past the end (clamped)
     let (status, h, body) = download(&s, &id, Some("bytes=10-19".into())).await;
     assert_eq!(status, 206);
-    assert_eq!(
-        header_str(&h, "content-range"),
-        format!("bytes 10-19/{size}")
-    );
+    assert_eq!(header_str(&h, "content-range"), format!("bytes 10-19/{size}"));
     assert_eq!(body.len(), 10);
     let (status, h, body) = download(&s, &id, Some(format!("bytes=3000-{}", PIECE - 1))).await;
     assert_eq!(status, 206);
-    assert_eq!(
-        header_str(&h, "content-range"),
-        format!("bytes 3000-{}/{size}", size - 1)
-    );
+    assert_eq!(header_str(&h, "content-range"), format!("bytes 3000-{}/{size}", size - 1));
     let on_disk = std::fs::read(data_path(&s.home_path(), &id)).unwrap();
     assert_eq!(body, on_disk[3000..].to_vec());
     // a range starting at or past the end → 416 with `bytes */size`
@@ -901,11 +705,7 @@ async fn download_port_ranges_and_confinement() {
     ] {
         let (status, h, _) = download(&s, &id, Some(range.clone())).await;
         assert_eq!(status, 416, "{range}");
-        assert_eq!(
-            header_str(&h, "content-range"),
-            format!("bytes */{size}"),
-            "{range}"
-        );
+        assert_eq!(header_str(&h, "content-range"), format!("bytes */{size}"), "{range}");
     }
     // unknown id
     let unknown = url_task_id("http://127.0.0.1:1/never-registered");
@@ -946,10 +746,7 @@ async fn download_port_ranges_and_confinement() {
     for target in targets {
         let (status, body) = raw_get(s.download(), &target).await;
         assert_eq!(status, 404, "{target}: {}", String::from_utf8_lossy(&body));
-        assert!(
-            !String::from_utf8_lossy(&body).contains("root:"),
-            "{target} leaked /etc/passwd"
-        );
+        assert!(!String::from_utf8_lossy(&body).contains("root:"), "{target} leaked /etc/passwd");
     }
 }
 
@@ -972,22 +769,13 @@ async fn pieces_are_served_while_the_cdn_runs() {
         let (status, _, body) = download(&s, &id, Some(format!("bytes=0-{}", PIECE - 1))).await;
         if status == 206 {
             assert_eq!(body.len() as u64, PIECE, "piece 0 is complete when served");
-            assert_eq!(
-                &body[..4],
-                &(PAYLOAD as u32 | ((PIECE as u32) << 4)).to_be_bytes()
-            );
+            assert_eq!(&body[..4], &(PAYLOAD as u32 | ((PIECE as u32) << 4)).to_be_bytes());
             assert_eq!(body[PIECE as usize - 1], 0x7F);
             assert!(body[4..PIECE as usize - 1] == content.slice(0, PAYLOAD as usize)[..]);
             break;
         }
-        assert!(
-            status == 404 || status == 416,
-            "before piece 0 is written: {status}"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "piece 0 never served while running"
-        );
+        assert!(status == 404 || status == 416, "before piece 0 is written: {status}");
+        assert!(start.elapsed() < Duration::from_secs(10), "piece 0 never served while running");
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
     let info = task_info(&s, &id).await;
@@ -998,45 +786,24 @@ async fn pieces_are_served_while_the_cdn_runs() {
     content.read_at(0, &mut piece0[4..PIECE as usize - 1]);
     piece0[PIECE as usize - 1] = 0x7F;
     let v = first_poll(&s, "c-1", &id).await;
-    assert_eq!(
-        v["code"], 601,
-        "piece 0 is schedulable while the CDN runs: {v}"
-    );
-    let items = v["data"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no pieces: {v}"));
+    assert_eq!(v["code"], 601, "piece 0 is schedulable while the CDN runs: {v}");
+    let items = v["data"].as_array().unwrap_or_else(|| panic!("no pieces: {v}"));
     assert_eq!(items.len(), 1, "only piece 0 is on disk: {v}");
     let item = &items[0];
     assert_eq!(item["range"], format!("0-{}", PIECE - 1), "{v}");
     assert_eq!(item["pieceNum"], 0, "{v}");
     assert_eq!(item["pieceSize"], PIECE, "{v}");
-    assert_eq!(
-        item["pieceMd5"],
-        format!("{}:{PIECE}", hex(&Md5::digest(&piece0))),
-        "{v}"
-    );
+    assert_eq!(item["pieceMd5"], format!("{}:{PIECE}", hex(&Md5::digest(&piece0))), "{v}");
     assert_eq!(item["cid"], format!("cdnnode:127.0.0.1~{id}"), "{v}");
     assert_eq!(item["peerIp"], "127.0.0.1", "{v}");
     assert_eq!(item["peerPort"], s.download().port(), "{v}");
     assert_eq!(item["path"], format!("/download/{}/{id}", &id[..3]), "{v}");
-    assert!(
-        !data_path(&s.home_path(), &id).exists(),
-        "an unfinished file has no final name"
-    );
+    assert!(!data_path(&s.home_path(), &id).exists(), "an unfinished file has no final name");
     // piece 1 is not on disk yet: not served
-    let (status, _, body) =
-        download(&s, &id, Some(format!("bytes={}-{}", PIECE, 2 * PIECE - 1))).await;
-    assert!(
-        !(200..300).contains(&status),
-        "unwritten piece served: {status}, {} bytes",
-        body.len()
-    );
+    let (status, _, body) = download(&s, &id, Some(format!("bytes={}-{}", PIECE, 2 * PIECE - 1))).await;
+    assert!(!(200..300).contains(&status), "unwritten piece served: {status}, {} bytes", body.len());
     let (status, _, body) = download(&s, &id, None).await;
-    assert!(
-        status != 200 || body.len() as u64 <= PIECE,
-        "whole-file GET while running returned {} bytes",
-        body.len()
-    );
+    assert!(status != 200 || body.len() as u64 <= PIECE, "whole-file GET while running returned {} bytes", body.len());
 
     origin.resume("/slow.bin");
     let info = wait_success(&s, &id, Duration::from_secs(30)).await;
@@ -1063,25 +830,13 @@ async fn partial_cache_files_are_removed_at_start() {
         "md5": "", "realMd5": "", "lastModified": 0, "eTag": "", "finish": false,
         "success": false
     });
-    std::fs::write(
-        suffixed(home.path(), &partial_id, ".meta"),
-        meta.to_string(),
-    )
-    .unwrap();
+    std::fs::write(suffixed(home.path(), &partial_id, ".meta"), meta.to_string()).unwrap();
 
-    let server = supernode::start(common::settings(home.path(), Config::default()))
-        .await
-        .expect("server starts");
+    let server = supernode::start(common::settings(home.path(), Config::default())).await.expect("server starts");
     let s = TestServer { server, home };
     let home = s.home_path();
-    assert!(
-        !suffixed(&home, &tmp_id, ".tmp").exists(),
-        "temporary file removed"
-    );
-    assert!(
-        !data_path(&home, &partial_id).exists(),
-        "partial file removed"
-    );
+    assert!(!suffixed(&home, &tmp_id, ".tmp").exists(), "temporary file removed");
+    assert!(!data_path(&home, &partial_id).exists(), "partial file removed");
     assert!(!suffixed(&home, &partial_id, ".meta").exists());
     for id in [&tmp_id, &partial_id] {
         let (status, _, _) = download(&s, id, Some("bytes=0-4".into())).await;
@@ -1120,14 +875,8 @@ async fn eight_concurrent_cold_registrations_fetch_once() {
         assert_eq!(d["pieceSize"], PIECE, "{d}");
     }
     let st = origin.stats("/cold64m.bin");
-    assert_eq!(
-        st.body_requests, 1,
-        "cold registrations: one body GET: {st:?}"
-    );
-    assert!(
-        st.requests <= 2,
-        "at most one probe and one body GET: {st:?}"
-    );
+    assert_eq!(st.body_requests, 1, "cold registrations: one body GET: {st:?}");
+    assert!(st.requests <= 2, "at most one probe and one body GET: {st:?}");
 
     // while the CDN runs, later registrations join it
     assert_eq!(task_info(&s, &id).await["cdnStatus"], "RUNNING");
@@ -1142,10 +891,7 @@ async fn eight_concurrent_cold_registrations_fetch_once() {
     let st = origin.stats("/cold64m.bin");
     assert_eq!(st.body_requests, 1, "exactly one body fetch: {st:?}");
     assert_eq!(st.body_bytes, len, "{st:?}");
-    assert!(
-        st.requests <= 2,
-        "at most one probe and one body GET: {st:?}"
-    );
+    assert!(st.requests <= 2, "at most one probe and one body GET: {st:?}");
 }
 
 #[actix_web::test]
@@ -1156,13 +902,8 @@ async fn restart_serves_the_cache_without_the_source() {
     origin.add("/restart.bin", content.clone());
     let url = origin.url("/restart.bin");
 
-    let first = supernode::start(common::settings(home.path(), Config::default()))
-        .await
-        .expect("first server");
-    let s1 = TestServer {
-        server: first,
-        home,
-    };
+    let first = supernode::start(common::settings(home.path(), Config::default())).await.expect("first server");
+    let s1 = TestServer { server: first, home };
     let id = register_url(&s1, &url, "c-1").await;
     let info1 = wait_success(&s1, &id, Duration::from_secs(20)).await;
     s1.server.stop(true).await;
@@ -1173,22 +914,12 @@ async fn restart_serves_the_cache_without_the_source() {
     let second = supernode::start(common::settings(home.path(), Config::default()))
         .await
         .expect("second server on the same home");
-    let s2 = TestServer {
-        server: second,
-        home,
-    };
+    let s2 = TestServer { server: second, home };
     // TaskInfo is there after the restart, before any registration
     let (status, info) = get_json(&s2, &format!("/api/v1/tasks/{id}")).await;
     assert_eq!(status, 200, "TaskInfo after restart: {info}");
     assert_eq!(info["cdnStatus"], "SUCCESS", "{info}");
-    for key in [
-        "fileLength",
-        "httpFileLength",
-        "pieceSize",
-        "pieceTotal",
-        "realMd5",
-        "taskURL",
-    ] {
+    for key in ["fileLength", "httpFileLength", "pieceSize", "pieceTotal", "realMd5", "taskURL"] {
         assert_eq!(info[key], info1[key], "{key} after restart: {info}");
     }
     // registering again: SUCCESS at once, no origin request
@@ -1197,14 +928,9 @@ async fn restart_serves_the_cache_without_the_source() {
     assert_eq!(data["fileLength"], content.len());
     let info = task_info(&s2, &id).await;
     assert_eq!(info["cdnStatus"], "SUCCESS", "immediately SUCCESS: {info}");
-    assert_eq!(
-        origin.stats("/restart.bin"),
-        before,
-        "no origin request after restart"
-    );
+    assert_eq!(origin.stats("/restart.bin"), before, "no origin request after restart");
     // and the download port of the new server serves the file
-    let (status, _, body) =
-        download(&s2, &id, Some(format!("bytes={}-{}", PIECE, 2 * PIECE - 1))).await;
+    let (status, _, body) = download(&s2, &id, Some(format!("bytes={}-{}", PIECE, 2 * PIECE - 1))).await;
     assert_eq!(status, 206);
     assert_eq!(body.len(), 1000 + 5);
     assert_eq!(&body[4..1004], &content[PAYLOAD as usize..]);
@@ -1227,24 +953,14 @@ async fn deleted_task_is_revalidated_304_then_refetched_when_changed() {
     assert_eq!((st1.requests, st1.body_requests), (1, 1));
 
     // forget the task, keep the file (full=false) → one conditional GET answered 304
-    let (status, body) = common::call(
-        common::client().delete(s.url(&format!("/api/v1/tasks/{id}?full=false"))),
-        None,
-    )
-    .await;
+    let (status, body) =
+        common::call(common::client().delete(s.url(&format!("/api/v1/tasks/{id}?full=false"))), None).await;
     assert_eq!(status, 204, "{body}");
     let (status, _) = get_json(&s, &format!("/api/v1/tasks/{id}")).await;
     assert_eq!(status, 404, "deleted task is unknown");
-    assert!(
-        data_path(&s.home_path(), &id).exists(),
-        "full=false keeps the file"
-    );
+    assert!(data_path(&s.home_path(), &id).exists(), "full=false keeps the file");
     let data = register_ok(&s, &dfget_body(&url, "c-2")).await;
-    assert_eq!(
-        data["fileLength"],
-        v1.len(),
-        "source length of the revalidated copy"
-    );
+    assert_eq!(data["fileLength"], v1.len(), "source length of the revalidated copy");
     let info = wait_success(&s, &id, Duration::from_secs(20)).await;
     assert_eq!(info["realMd5"], md5_v1.as_str());
     let st2 = origin.stats("/reval.bin");
@@ -1258,20 +974,12 @@ async fn deleted_task_is_revalidated_304_then_refetched_when_changed() {
     // the source changes → delete + register downloads again
     let v2 = small_bytes(MIB as usize + 17, 12);
     origin.replace("/reval.bin", v2.clone());
-    let (status, _) = common::call(
-        common::client().delete(s.url(&format!("/api/v1/tasks/{id}"))),
-        None,
-    )
-    .await;
+    let (status, _) = common::call(common::client().delete(s.url(&format!("/api/v1/tasks/{id}"))), None).await;
     assert_eq!(status, 204);
     let data = register_ok(&s, &dfget_body(&url, "c-3")).await;
     assert_eq!(data["fileLength"], v2.len());
     let info = wait_success(&s, &id, Duration::from_secs(20)).await;
-    assert_ne!(
-        info["realMd5"],
-        md5_v1.as_str(),
-        "realMd5 changes with the content"
-    );
+    assert_ne!(info["realMd5"], md5_v1.as_str(), "realMd5 changes with the content");
     assert_eq!(info["realMd5"], hex(&Md5::digest(&v2)));
     let st3 = origin.stats("/reval.bin");
     assert_eq!(st3.requests, 3, "{st3:?}");
@@ -1291,20 +999,13 @@ async fn cached_copy_without_validators_is_downloaded_again() {
     let url = origin.url("/noval.bin");
     let id = register_url(&s, &url, "c-1").await;
     wait_success(&s, &id, Duration::from_secs(20)).await;
-    let (status, _) = common::call(
-        common::client().delete(s.url(&format!("/api/v1/tasks/{id}"))),
-        None,
-    )
-    .await;
+    let (status, _) = common::call(common::client().delete(s.url(&format!("/api/v1/tasks/{id}"))), None).await;
     assert_eq!(status, 204);
     register_url(&s, &url, "c-2").await;
     let info = wait_success(&s, &id, Duration::from_secs(20)).await;
     let st = origin.stats("/noval.bin");
     assert_eq!(st.requests, 2, "{st:?}");
-    assert_eq!(
-        st.conditional, 0,
-        "nothing to send a conditional GET with: {st:?}"
-    );
+    assert_eq!(st.conditional, 0, "nothing to send a conditional GET with: {st:?}");
     assert_eq!(st.body_requests, 2, "downloaded again: {st:?}");
     verify_cached(&s, &id, &url, &origin.content("/noval.bin"), &info).await;
 }
@@ -1348,17 +1049,10 @@ async fn client_md5_is_checked() {
     let wrong = "0123456789abcdef0123456789abcdef";
     let data = register_ok(&s, &with(dfget_body(&url, "c-1"), "md5", json!(wrong))).await;
     let id = data["taskId"].as_str().unwrap().to_string();
-    assert_eq!(
-        id,
-        TaskId::compute(&url, wrong, "", None).as_str(),
-        "md5 is the sign"
-    );
+    assert_eq!(id, TaskId::compute(&url, wrong, "", None).as_str(), "md5 is the sign");
     let info = wait_done(&s, &id, Duration::from_secs(20)).await;
     assert_eq!(info["cdnStatus"], "FAILED", "md5 mismatch → FAILED: {info}");
-    assert!(
-        info["errorMsg"].as_str().is_some_and(|m| !m.is_empty()),
-        "a reason: {info}"
-    );
+    assert!(info["errorMsg"].as_str().is_some_and(|m| !m.is_empty()), "a reason: {info}");
     assert_eq!(info["md5"], wrong);
     eventually("the mismatching file is discarded", || {
         !data_path(&home, &id).exists() && !suffixed(&home, &id, ".tmp").exists()
@@ -1389,14 +1083,8 @@ async fn source_failing_mid_body_fails_then_retries_from_scratch() {
 
     let id = register_url(&s, &url, "c-1").await;
     let info = wait_done(&s, &id, Duration::from_secs(20)).await;
-    assert_eq!(
-        info["cdnStatus"], "FAILED",
-        "body cut off → FAILED (§16 P12): {info}"
-    );
-    assert!(
-        info["errorMsg"].as_str().is_some_and(|m| !m.is_empty()),
-        "a reason: {info}"
-    );
+    assert_eq!(info["cdnStatus"], "FAILED", "body cut off → FAILED (§16 P12): {info}");
+    assert!(info["errorMsg"].as_str().is_some_and(|m| !m.is_empty()), "a reason: {info}");
     assert!(info.get("realMd5").is_none(), "{info}");
     eventually("no data file and no .tmp after a failed run", || {
         !data_path(&home, &id).exists() && !suffixed(&home, &id, ".tmp").exists()
@@ -1414,10 +1102,7 @@ async fn source_failing_mid_body_fails_then_retries_from_scratch() {
     assert_eq!(info["cdnStatus"], "FAILED", "{info}");
     let st = origin.stats("/cut.bin");
     assert_eq!(st.requests, 2, "a new source request: {st:?}");
-    assert!(
-        st.ranges.is_empty(),
-        "from scratch, not resumed with a Range: {st:?}"
-    );
+    assert!(st.ranges.is_empty(), "from scratch, not resumed with a Range: {st:?}");
 
     // and succeeds once the origin behaves
     origin.stop_failing("/cut.bin");
@@ -1451,11 +1136,7 @@ async fn v1_task_api_create_get_delete() {
     assert_eq!(status, 201, "{text}");
     let v = common::json(&text);
     let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["ID", "fileLength", "pieceSize", "cdnSource"]),
-        "{v}"
-    );
+    assert_eq!(keys, BTreeSet::from(["ID", "fileLength", "pieceSize", "cdnSource"]), "{v}");
     assert_eq!(v["ID"], url_task_id(&filtered), "filtered taskURL: {v}");
     assert_eq!(v["fileLength"], 2000);
     assert_eq!(v["pieceSize"], PIECE);
@@ -1468,11 +1149,7 @@ async fn v1_task_api_create_get_delete() {
     )
     .await;
     assert_eq!(status, 201, "{text}");
-    assert_eq!(
-        common::json(&text)["ID"],
-        id.as_str(),
-        "only the filtered key differs"
-    );
+    assert_eq!(common::json(&text)["ID"], id.as_str(), "only the filtered key differs");
 
     let info = wait_success(&s, &id, Duration::from_secs(20)).await;
     assert_task_info_keys(&info);
@@ -1490,31 +1167,19 @@ async fn v1_task_api_create_get_delete() {
     // full delete → 204 and the files are gone
     let home = s.home_path();
     assert!(data_path(&home, &id).exists());
-    let (status, body) = common::call(
-        common::client().delete(s.url(&format!("/api/v1/tasks/{id}?full=true"))),
-        None,
-    )
-    .await;
+    let (status, body) =
+        common::call(common::client().delete(s.url(&format!("/api/v1/tasks/{id}?full=true"))), None).await;
     assert_eq!(status, 204, "{body}");
     eventually("cache files removed by full=true", || {
-        ["", ".meta", ".md5", ".tmp"]
-            .iter()
-            .all(|suf| !suffixed(&home, &id, suf).exists())
+        ["", ".meta", ".md5", ".tmp"].iter().all(|suf| !suffixed(&home, &id, suf).exists())
     })
     .await;
     let (status, _) = get_json(&s, &format!("/api/v1/tasks/{id}")).await;
     assert_eq!(status, 404);
-    let (status, _) = common::call(
-        common::client().delete(s.url(&format!("/api/v1/tasks/{id}?full=true"))),
-        None,
-    )
-    .await;
+    let (status, _) =
+        common::call(common::client().delete(s.url(&format!("/api/v1/tasks/{id}?full=true"))), None).await;
     assert_eq!(status, 404, "deleting an unknown task");
-    let (status, _) = common::call(
-        common::client().delete(s.url(&format!("/api/v1/tasks/{unknown}"))),
-        None,
-    )
-    .await;
+    let (status, _) = common::call(common::client().delete(s.url(&format!("/api/v1/tasks/{unknown}"))), None).await;
     assert_eq!(status, 404);
     let (status, _, _) = download(&s, &id, None).await;
     assert_eq!(status, 404, "a fully deleted file is not served");
@@ -1540,39 +1205,22 @@ async fn cdn_metrics_count_bytes_hits_and_durations() {
         Some(len as f64),
         "bytes fetched from the source"
     );
-    assert_eq!(
-        metric(&text, "dragonfly_supernode_cdn_duration_seconds_count"),
-        Some(1.0),
-        "one CDN duration observed"
-    );
-    assert!(
-        metric(&text, "dragonfly_supernode_cdn_cache_hit_total").unwrap_or(0.0) == 0.0,
-        "no hit yet"
-    );
+    assert_eq!(metric(&text, "dragonfly_supernode_cdn_duration_seconds_count"), Some(1.0), "one CDN duration observed");
+    assert!(metric(&text, "dragonfly_supernode_cdn_cache_hit_total").unwrap_or(0.0) == 0.0, "no hit yet");
 
     // a 304 reuse is a cache hit and fetches nothing
-    let (status, _) = common::call(
-        common::client().delete(s.url(&format!("/api/v1/tasks/{id}"))),
-        None,
-    )
-    .await;
+    let (status, _) = common::call(common::client().delete(s.url(&format!("/api/v1/tasks/{id}"))), None).await;
     assert_eq!(status, 204);
     register_url(&s, &url, "c-2").await;
     wait_success(&s, &id, Duration::from_secs(20)).await;
     assert_eq!(origin.stats("/m.bin").not_modified, 1);
     let text = metrics(&s).await;
-    assert_eq!(
-        metric(&text, "dragonfly_supernode_cdn_cache_hit_total"),
-        Some(1.0)
-    );
+    assert_eq!(metric(&text, "dragonfly_supernode_cdn_cache_hit_total"), Some(1.0));
     assert_eq!(
         metric(&text, "dragonfly_supernode_cdn_download_size_bytes_total"),
         Some(len as f64),
         "no bytes for a 304"
     );
-    assert_eq!(
-        metric(&text, "dragonfly_supernode_cdn_duration_seconds_count"),
-        Some(2.0)
-    );
+    assert_eq!(metric(&text, "dragonfly_supernode_cdn_duration_seconds_count"), Some(2.0));
     assert!(text.contains("dragonfly_supernode_cdn_duration_seconds_bucket{"));
 }

@@ -35,19 +35,14 @@ fn ping(port: u16) -> bool {
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /_ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
+    if stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
         return false;
     }
     let mut reply = Vec::new();
     let _ = stream.read_to_end(&mut reply);
     let reply = String::from_utf8_lossy(&reply);
-    let status_ok = reply
-        .lines()
-        .next()
-        .is_some_and(|l| l.starts_with("HTTP/1.") && l.split(' ').nth(1) == Some("200"));
+    let status_ok =
+        reply.lines().next().is_some_and(|l| l.starts_with("HTTP/1.") && l.split(' ').nth(1) == Some("200"));
     status_ok && reply.ends_with("\r\n\r\nOK")
 }
 
@@ -65,11 +60,7 @@ impl Running {
         let stderr = dir.path().join("stderr.log");
         cmd.stderr(std::fs::File::create(&stderr).expect("stderr file"));
         let child = cmd.spawn().expect("spawn supernode");
-        Running {
-            child,
-            stderr,
-            _dir: dir,
-        }
+        Running { child, stderr, _dir: dir }
     }
 
     fn stderr(&self) -> String {
@@ -81,19 +72,13 @@ impl Running {
         let deadline = Instant::now() + STARTUP;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!(
-                    "supernode exited with {status} before answering on {port}:\n{}",
-                    self.stderr()
-                );
+                panic!("supernode exited with {status} before answering on {port}:\n{}", self.stderr());
             }
             if ping(port) {
                 return;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "supernode did not answer /_ping on {port} within {STARTUP:?}:\n{}",
-                    self.stderr()
-                );
+                panic!("supernode did not answer /_ping on {port} within {STARTUP:?}:\n{}", self.stderr());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -124,9 +109,7 @@ impl Drop for Running {
 /// Runs a supernode that is expected to fail at start; returns its status and stderr.
 fn run_failing(cmd: Command) -> (ExitStatus, String) {
     let mut r = Running::spawn(cmd);
-    let status = r
-        .wait_exit(STARTUP)
-        .unwrap_or_else(|| panic!("supernode did not exit:\n{}", r.stderr()));
+    let status = r.wait_exit(STARTUP).unwrap_or_else(|| panic!("supernode did not exit:\n{}", r.stderr()));
     let stderr = r.stderr();
     (status, stderr)
 }
@@ -151,14 +134,7 @@ fn config_file_sets_the_port() {
     let (a, dl) = (free_port(), free_port());
     let config = write_config(home.path(), &format!("[server]\nport = {a}\n"));
     let mut cmd = supernode();
-    cmd.args([
-        "--config",
-        arg(&config),
-        "--home-dir",
-        arg(home.path()),
-        "--download-port",
-        &dl.to_string(),
-    ]);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--download-port", &dl.to_string()]);
     let mut r = Running::spawn(cmd);
     r.wait_ready(a);
 }
@@ -170,20 +146,10 @@ fn env_overrides_config_file() {
     let config = write_config(home.path(), &format!("[server]\nport = {a}\n"));
     let mut cmd = supernode();
     cmd.env("SUPERNODE_PORT", b.to_string());
-    cmd.args([
-        "--config",
-        arg(&config),
-        "--home-dir",
-        arg(home.path()),
-        "--download-port",
-        &dl.to_string(),
-    ]);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--download-port", &dl.to_string()]);
     let mut r = Running::spawn(cmd);
     r.wait_ready(b);
-    assert!(
-        !ping(a),
-        "the file's port {a} answers although SUPERNODE_PORT={b}"
-    );
+    assert!(!ping(a), "the file's port {a} answers although SUPERNODE_PORT={b}");
 }
 
 #[test]
@@ -193,14 +159,7 @@ fn flag_overrides_env_and_config_file() {
     let config = write_config(home.path(), &format!("[server]\nport = {a}\n"));
     let mut cmd = supernode();
     cmd.env("SUPERNODE_PORT", b.to_string());
-    cmd.args([
-        "--config",
-        arg(&config),
-        "--home-dir",
-        arg(home.path()),
-        "--download-port",
-        &dl.to_string(),
-    ]);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--download-port", &dl.to_string()]);
     cmd.args(["--port", &c.to_string()]);
     let mut r = Running::spawn(cmd);
     r.wait_ready(c);
@@ -215,12 +174,7 @@ fn config_file_via_env() {
     let config = write_config(home.path(), &format!("[server]\nport = {a}\n"));
     let mut cmd = supernode();
     cmd.env("SUPERNODE_CONFIG", arg(&config));
-    cmd.args([
-        "--home-dir",
-        arg(home.path()),
-        "--download-port",
-        &dl.to_string(),
-    ]);
+    cmd.args(["--home-dir", arg(home.path()), "--download-port", &dl.to_string()]);
     let mut r = Running::spawn(cmd);
     r.wait_ready(a);
 }
@@ -234,24 +188,10 @@ fn missing_config_file_is_an_error() {
     let home = tempfile::tempdir().unwrap();
     let missing = home.path().join("does-not-exist.toml");
     let mut cmd = supernode();
-    cmd.args([
-        "--config",
-        arg(&missing),
-        "--home-dir",
-        arg(home.path()),
-        "--port",
-        &free_port().to_string(),
-    ]);
+    cmd.args(["--config", arg(&missing), "--home-dir", arg(home.path()), "--port", &free_port().to_string()]);
     let (status, stderr) = run_failing(cmd);
-    assert!(
-        !status.success() && status.code().is_some(),
-        "status {status}, stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains(arg(&missing)),
-        "stderr does not name {}:\n{stderr}",
-        missing.display()
-    );
+    assert!(!status.success() && status.code().is_some(), "status {status}, stderr:\n{stderr}");
+    assert!(stderr.contains(arg(&missing)), "stderr does not name {}:\n{stderr}", missing.display());
 }
 
 #[test]
@@ -261,19 +201,9 @@ fn bad_type_in_config_names_file_and_key() {
     let mut cmd = supernode();
     cmd.args(["--config", arg(&config), "--home-dir", arg(home.path())]);
     let (status, stderr) = run_failing(cmd);
-    assert!(
-        !status.success() && status.code().is_some(),
-        "status {status}, stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains(arg(&config)),
-        "stderr does not name {}:\n{stderr}",
-        config.display()
-    );
-    assert!(
-        stderr.contains("server.port"),
-        "stderr does not name server.port:\n{stderr}"
-    );
+    assert!(!status.success() && status.code().is_some(), "status {status}, stderr:\n{stderr}");
+    assert!(stderr.contains(arg(&config)), "stderr does not name {}:\n{stderr}", config.display());
+    assert!(stderr.contains("server.port"), "stderr does not name server.port:\n{stderr}");
 }
 
 #[test]
@@ -281,28 +211,11 @@ fn unknown_key_in_config_is_an_error() {
     let home = tempfile::tempdir().unwrap();
     let config = write_config(home.path(), "[server]\nprot = 8002\n");
     let mut cmd = supernode();
-    cmd.args([
-        "--config",
-        arg(&config),
-        "--home-dir",
-        arg(home.path()),
-        "--port",
-        &free_port().to_string(),
-    ]);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--port", &free_port().to_string()]);
     let (status, stderr) = run_failing(cmd);
-    assert!(
-        !status.success() && status.code().is_some(),
-        "status {status}, stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("prot"),
-        "stderr does not name the unknown key:\n{stderr}"
-    );
-    assert!(
-        stderr.contains(arg(&config)),
-        "stderr does not name {}:\n{stderr}",
-        config.display()
-    );
+    assert!(!status.success() && status.code().is_some(), "status {status}, stderr:\n{stderr}");
+    assert!(stderr.contains("prot"), "stderr does not name the unknown key:\n{stderr}");
+    assert!(stderr.contains(arg(&config)), "stderr does not name {}:\n{stderr}", config.display());
 }
 
 #[test]
@@ -310,23 +223,10 @@ fn unknown_section_in_config_is_an_error() {
     let home = tempfile::tempdir().unwrap();
     let config = write_config(home.path(), "[sever]\nport = 8002\n");
     let mut cmd = supernode();
-    cmd.args([
-        "--config",
-        arg(&config),
-        "--home-dir",
-        arg(home.path()),
-        "--port",
-        &free_port().to_string(),
-    ]);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--port", &free_port().to_string()]);
     let (status, stderr) = run_failing(cmd);
-    assert!(
-        !status.success() && status.code().is_some(),
-        "status {status}, stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("sever"),
-        "stderr does not name the unknown section:\n{stderr}"
-    );
+    assert!(!status.success() && status.code().is_some(), "status {status}, stderr:\n{stderr}");
+    assert!(stderr.contains("sever"), "stderr does not name the unknown section:\n{stderr}");
 }
 
 #[test]
@@ -334,42 +234,22 @@ fn malformed_toml_is_an_error() {
     let home = tempfile::tempdir().unwrap();
     let config = write_config(home.path(), "[server\nport = \n");
     let mut cmd = supernode();
-    cmd.args([
-        "--config",
-        arg(&config),
-        "--home-dir",
-        arg(home.path()),
-        "--port",
-        &free_port().to_string(),
-    ]);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--port", &free_port().to_string()]);
     let (status, stderr) = run_failing(cmd);
-    assert!(
-        !status.success() && status.code().is_some(),
-        "status {status}, stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains(arg(&config)),
-        "stderr does not name {}:\n{stderr}",
-        config.display()
-    );
+    assert!(!status.success() && status.code().is_some(), "status {status}, stderr:\n{stderr}");
+    assert!(stderr.contains(arg(&config)), "stderr does not name {}:\n{stderr}", config.display());
 }
 
 #[test]
 fn shipped_config_starts() {
     // The repository's documented config.toml, with only the ports changed.
     let home = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
-        .expect("config.toml");
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).expect("config.toml");
     let config = write_config(home.path(), &shipped);
     let (port, dl) = (free_port(), free_port());
     let mut cmd = supernode();
     cmd.args(["--config", arg(&config), "--home-dir", arg(home.path())]);
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--download-port",
-        &dl.to_string(),
-    ]);
+    cmd.args(["--port", &port.to_string(), "--download-port", &dl.to_string()]);
     let mut r = Running::spawn(cmd);
     r.wait_ready(port);
 }
@@ -385,14 +265,7 @@ fn home_dir_is_created() {
     assert!(!home.exists());
     let (port, dl) = (free_port(), free_port());
     let mut cmd = supernode();
-    cmd.args([
-        "--home-dir",
-        arg(&home),
-        "--port",
-        &port.to_string(),
-        "--download-port",
-        &dl.to_string(),
-    ]);
+    cmd.args(["--home-dir", arg(&home), "--port", &port.to_string(), "--download-port", &dl.to_string()]);
     let mut r = Running::spawn(cmd);
     r.wait_ready(port);
     assert!(home.is_dir(), "{} was not created", home.display());
@@ -403,29 +276,13 @@ fn sigterm_exits_cleanly() {
     let home = tempfile::tempdir().unwrap();
     let (port, dl) = (free_port(), free_port());
     let mut cmd = supernode();
-    cmd.args([
-        "--home-dir",
-        arg(home.path()),
-        "--port",
-        &port.to_string(),
-        "--download-port",
-        &dl.to_string(),
-    ]);
+    cmd.args(["--home-dir", arg(home.path()), "--port", &port.to_string(), "--download-port", &dl.to_string()]);
     let mut r = Running::spawn(cmd);
     r.wait_ready(port);
-    let sent = Command::new("kill")
-        .args(["-TERM", &r.child.id().to_string()])
-        .status()
-        .expect("run kill");
+    let sent = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().expect("run kill");
     assert!(sent.success(), "kill -TERM failed");
-    let status = r
-        .wait_exit(Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("no exit within 5 s of SIGTERM:\n{}", r.stderr()));
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status {status} after SIGTERM:\n{}",
-        r.stderr()
-    );
+    let status =
+        r.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| panic!("no exit within 5 s of SIGTERM:\n{}", r.stderr()));
+    assert_eq!(status.code(), Some(0), "exit status {status} after SIGTERM:\n{}", r.stderr());
     assert!(!ping(port), "still answering after exit");
 }

@@ -25,10 +25,7 @@ async fn create_peer(s: &common::TestServer, host: &str, ip: &str, port: u16) ->
     let (status, reply) = post_peer(s, &body).await;
     assert_eq!(status, 201, "POST {body} → {reply}");
     let v = common::json(&reply);
-    let id = v["ID"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no ID in {reply}"))
-        .to_string();
+    let id = v["ID"].as_str().unwrap_or_else(|| panic!("no ID in {reply}")).to_string();
     assert_eq!(id, format!("{host}-{ip}"), "{reply}");
     id
 }
@@ -43,24 +40,14 @@ async fn list(s: &common::TestServer, query: &str) -> Vec<Value> {
 }
 
 fn ids(peers: &[Value]) -> Vec<String> {
-    peers
-        .iter()
-        .map(|p| p["ID"].as_str().expect("ID").to_string())
-        .collect()
+    peers.iter().map(|p| p["ID"].as_str().expect("ID").to_string()).collect()
 }
 
 /// The super peer (the supernode itself): the one whose ID ends in `-supernode`.
 async fn super_peer(s: &common::TestServer) -> Value {
     let all = list(s, "pageSize=0").await;
-    let supers: Vec<&Value> = all
-        .iter()
-        .filter(|p| p["ID"].as_str().unwrap_or("").ends_with("-supernode"))
-        .collect();
-    assert_eq!(
-        supers.len(),
-        1,
-        "exactly one super peer expected in {all:?}"
-    );
+    let supers: Vec<&Value> = all.iter().filter(|p| p["ID"].as_str().unwrap_or("").ends_with("-supernode")).collect();
+    assert_eq!(supers.len(), 1, "exactly one super peer expected in {all:?}");
     supers[0].clone()
 }
 
@@ -69,23 +56,17 @@ fn assert_bad_request(status: u16, body: &str, field: Option<&str>, what: &str) 
     assert_eq!(status, 400, "{what}: expected 400, got {status} {body}");
     let v = common::json(body);
     assert_eq!(v["code"], 400, "{what}: {body}");
-    let message = v["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{what}: no message in {body}"));
+    let message = v["message"].as_str().unwrap_or_else(|| panic!("{what}: no message in {body}"));
     assert!(!message.is_empty(), "{what}: empty message");
     if let Some(field) = field {
-        assert!(
-            message.contains(field),
-            "{what}: message {message:?} does not name {field:?}"
-        );
+        assert!(message.contains(field), "{what}: message {message:?} does not name {field:?}");
     }
 }
 
 /// RFC 3339 with exactly 3 fractional digits and an explicit zone (`Z` or `±HH:MM`).
 fn assert_rfc3339_millis(s: &str) {
     let b = s.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
     let ok = b.len() >= 24
         && digits(0..4)
         && b[4] == b'-'
@@ -121,15 +102,8 @@ fn assert_rfc3339_millis(s: &str) {
 #[actix_web::test]
 async fn ping_answers_ok() {
     let s = common::start().await;
-    let res = common::client()
-        .get(s.url("/_ping"))
-        .send()
-        .await
-        .expect("sent");
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
+    let res = common::client().get(s.url("/_ping")).send().await.expect("sent");
+    let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(ct.as_deref(), Some("text/plain; charset=utf-8"));
     let (status, body) = get(&s, "/_ping").await;
     assert_eq!((status, body.as_str()), (200, "OK"));
@@ -138,16 +112,9 @@ async fn ping_answers_ok() {
 #[actix_web::test]
 async fn version_has_go_keys() {
     let s = common::start().await;
-    let mut res = common::client()
-        .get(s.url("/version"))
-        .send()
-        .await
-        .expect("sent");
+    let mut res = common::client().get(s.url("/version")).send().await.expect("sent");
     assert_eq!(res.status().as_u16(), 200);
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
+    let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(ct.as_deref(), Some("application/json"));
     let body = res.body().await.expect("body");
     let v: Value = serde_json::from_slice(&body).expect("JSON");
@@ -158,9 +125,7 @@ async fn version_has_go_keys() {
     required.insert("Revision");
     assert!(keys.is_subset(&required), "unexpected keys in {v}");
     for (k, val) in obj {
-        let text = val
-            .as_str()
-            .unwrap_or_else(|| panic!("{k} is not a string in {v}"));
+        let text = val.as_str().unwrap_or_else(|| panic!("{k} is not a string in {v}"));
         assert!(!text.is_empty(), "{k} is empty in {v}");
     }
     // Version is the release number without a leading `v`.
@@ -175,11 +140,7 @@ async fn version_has_go_keys() {
         && date[12..14].iter().all(u8::is_ascii_digit)
         && date[14] == b':'
         && date[15..17].iter().all(u8::is_ascii_digit);
-    assert!(
-        shape_ok,
-        "BuildDate {:?} is not YYYYMMDD-HH:MM:SS",
-        obj["BuildDate"]
-    );
+    assert!(shape_ok, "BuildDate {:?} is not YYYYMMDD-HH:MM:SS", obj["BuildDate"]);
 }
 
 #[actix_web::test]
@@ -193,60 +154,23 @@ async fn metrics_count_requests_by_route_template() {
 
     let (status, text) = get(&s, "/metrics").await;
     assert_eq!(status, 200);
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("dragonfly_supernode_http_requests_total{"))
-        .collect();
-    assert!(
-        !lines.is_empty(),
-        "no dragonfly_supernode_http_requests_total samples:\n{text}"
-    );
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("dragonfly_supernode_http_requests_total{")).collect();
+    assert!(!lines.is_empty(), "no dragonfly_supernode_http_requests_total samples:\n{text}");
     let has = |handler: &str, code: &str| {
-        lines.iter().any(|l| {
-            l.contains(&format!("handler=\"{handler}\"")) && l.contains(&format!("code=\"{code}\""))
-        })
+        lines.iter().any(|l| l.contains(&format!("handler=\"{handler}\"")) && l.contains(&format!("code=\"{code}\"")))
     };
-    assert!(
-        has("/_ping", "200"),
-        "no /_ping sample:\n{}",
-        lines.join("\n")
-    );
-    assert!(
-        has("/api/v1/peers", "201"),
-        "no POST /api/v1/peers sample:\n{}",
-        lines.join("\n")
-    );
-    assert!(
-        has("/api/v1/peers/{id}", "200"),
-        "handler must be the route template:\n{}",
-        lines.join("\n")
-    );
+    assert!(has("/_ping", "200"), "no /_ping sample:\n{}", lines.join("\n"));
+    assert!(has("/api/v1/peers", "201"), "no POST /api/v1/peers sample:\n{}", lines.join("\n"));
+    assert!(has("/api/v1/peers/{id}", "200"), "handler must be the route template:\n{}", lines.join("\n"));
     // Two pings (one versioned) count under the unversioned handler name.
-    let ping_line = lines
-        .iter()
-        .find(|l| l.contains("handler=\"/_ping\"") && l.contains("code=\"200\""))
-        .unwrap();
+    let ping_line = lines.iter().find(|l| l.contains("handler=\"/_ping\"") && l.contains("code=\"200\"")).unwrap();
     let count: f64 = ping_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 2.0, "{ping_line}");
-    assert!(
-        !lines.iter().any(|l| l.contains("/v1.24")),
-        "versioned handler label:\n{}",
-        lines.join("\n")
-    );
-    assert!(
-        !lines.iter().any(|l| l.contains(&id)),
-        "raw peer ID used as a label:\n{}",
-        lines.join("\n")
-    );
-    assert!(
-        text.contains("dragonfly_supernode_build_info{"),
-        "no build_info:\n{text}"
-    );
+    assert!(!lines.iter().any(|l| l.contains("/v1.24")), "versioned handler label:\n{}", lines.join("\n"));
+    assert!(!lines.iter().any(|l| l.contains(&id)), "raw peer ID used as a label:\n{}", lines.join("\n"));
+    assert!(text.contains("dragonfly_supernode_build_info{"), "no build_info:\n{text}");
     if cfg!(target_os = "linux") {
-        assert!(
-            text.lines().any(|l| l.starts_with("process_")),
-            "no process_ metrics:\n{text}"
-        );
+        assert!(text.lines().any(|l| l.starts_with("process_")), "no process_ metrics:\n{text}");
     }
 }
 
@@ -274,29 +198,12 @@ async fn version_prefix_reaches_the_same_routes() {
 #[actix_web::test]
 async fn unknown_path_is_go_404() {
     let s = common::start().await;
-    for path in [
-        "/nope",
-        "/api/v1/nope",
-        "/api/v1/peers/a/b",
-        "/vx/_ping",
-        "/v1.24/nope",
-    ] {
-        let res = common::client()
-            .get(s.url(path))
-            .send()
-            .await
-            .expect("sent");
-        let ct = res
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string());
+    for path in ["/nope", "/api/v1/nope", "/api/v1/peers/a/b", "/vx/_ping", "/v1.24/nope"] {
+        let res = common::client().get(s.url(path)).send().await.expect("sent");
+        let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
         assert_eq!(ct.as_deref(), Some("text/plain; charset=utf-8"), "{path}");
         let (status, body) = get(&s, path).await;
-        assert_eq!(
-            (status, body.as_str()),
-            (404, "404 page not found\n"),
-            "{path}"
-        );
+        assert_eq!((status, body.as_str()), (404, "404 page not found\n"), "{path}");
     }
 }
 
@@ -326,10 +233,7 @@ async fn create_peer_returns_stable_id() {
         .await
         .expect("sent");
     assert_eq!(res.status().as_u16(), 201);
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
+    let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(ct.as_deref(), Some("application/json"));
     let body = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
     assert_eq!(body, "{\"ID\":\"hosta-10.0.0.5\"}\n");
@@ -341,11 +245,7 @@ async fn create_peer_returns_stable_id() {
     let created = p["created"].as_str().unwrap().to_string();
 
     // Same host again: same ID, still 201, port and version updated, created kept.
-    let (status, body) = post_peer(
-        &s,
-        r#"{"IP":"10.0.0.5","hostName":"hosta","port":20002,"version":"1.0.7"}"#,
-    )
-    .await;
+    let (status, body) = post_peer(&s, r#"{"IP":"10.0.0.5","hostName":"hosta","port":20002,"version":"1.0.7"}"#).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(common::json(&body)["ID"], "hosta-10.0.0.5");
     let (_, body) = get(&s, "/api/v1/peers/hosta-10.0.0.5").await;
@@ -356,13 +256,7 @@ async fn create_peer_returns_stable_id() {
 
     // Only one entry for it (plus the super peer).
     let all = list(&s, "pageSize=0").await;
-    assert_eq!(
-        ids(&all)
-            .iter()
-            .filter(|id| *id == "hosta-10.0.0.5")
-            .count(),
-        1
-    );
+    assert_eq!(ids(&all).iter().filter(|id| *id == "hosta-10.0.0.5").count(), 1);
     assert_eq!(all.len(), 2, "{all:?}");
 
     // Same host name, other IP: another peer.
@@ -373,11 +267,8 @@ async fn create_peer_returns_stable_id() {
 #[actix_web::test]
 async fn create_peer_keys_are_case_insensitive() {
     let s = common::start().await;
-    let (status, body) = post_peer(
-        &s,
-        r#"{"ip":"10.0.0.7","HOSTNAME":"case-host","Port":20000,"VERSION":"1.0.6","other":1}"#,
-    )
-    .await;
+    let (status, body) =
+        post_peer(&s, r#"{"ip":"10.0.0.7","HOSTNAME":"case-host","Port":20000,"VERSION":"1.0.6","other":1}"#).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(common::json(&body)["ID"], "case-host-10.0.0.7");
     let (status, body) = get(&s, "/api/v1/peers/case-host-10.0.0.7").await;
@@ -388,19 +279,11 @@ async fn create_peer_keys_are_case_insensitive() {
     assert_eq!(p["port"], 20000);
     assert_eq!(p["version"], "1.0.6");
     // An exact-case key wins over a case-folded one.
-    let (status, body) = post_peer(
-        &s,
-        r#"{"Ip":"10.0.0.99","IP":"10.0.0.8","hostName":"exact","port":20000}"#,
-    )
-    .await;
+    let (status, body) = post_peer(&s, r#"{"Ip":"10.0.0.99","IP":"10.0.0.8","hostName":"exact","port":20000}"#).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(common::json(&body)["ID"], "exact-10.0.0.8");
     // Trailing bytes after the first JSON value are ignored (§1.4 rule 4).
-    let (status, body) = post_peer(
-        &s,
-        r#"{"IP":"10.0.0.9","hostName":"trail","port":20000} garbage"#,
-    )
-    .await;
+    let (status, body) = post_peer(&s, r#"{"IP":"10.0.0.9","hostName":"trail","port":20000} garbage"#).await;
     assert_eq!(status, 201, "{body}");
 }
 
@@ -430,20 +313,14 @@ async fn create_peer_validates_hostname() {
         let (status, reply) = post_peer(&s, &body).await;
         assert_bad_request(status, &reply, Some("hostName"), &body);
     }
-    let body = format!(
-        r#"{{"IP":"10.0.0.1","hostName":"{}","port":20000}}"#,
-        "x".repeat(64)
-    );
+    let body = format!(r#"{{"IP":"10.0.0.1","hostName":"{}","port":20000}}"#, "x".repeat(64));
     let (status, reply) = post_peer(&s, &body).await;
     assert_bad_request(status, &reply, Some("hostName"), "64-character label");
     for host in ["host-a", "ab", "a.b-c.example", "1host", "a"] {
         let body = format!(r#"{{"IP":"10.0.0.1","hostName":"{host}","port":20000}}"#);
         let (status, reply) = post_peer(&s, &body).await;
         assert_eq!(status, 201, "{body} → {reply}");
-        assert_eq!(
-            common::json(&reply)["ID"],
-            format!("{host}-10.0.0.1").as_str()
-        );
+        assert_eq!(common::json(&reply)["ID"], format!("{host}-10.0.0.1").as_str());
     }
 }
 
@@ -470,23 +347,11 @@ async fn create_peer_rejects_malformed_bodies() {
     let s = common::start().await;
     let cases: &[(&str, Option<&str>)] = &[
         ("{", None),
-        (
-            r#"{"IP":"10.0.0.1","hostName":"h","port":"20000"}"#,
-            Some("port"),
-        ),
-        (
-            r#"{"IP":"10.0.0.1","hostName":"h","port":1.5}"#,
-            Some("port"),
-        ),
+        (r#"{"IP":"10.0.0.1","hostName":"h","port":"20000"}"#, Some("port")),
+        (r#"{"IP":"10.0.0.1","hostName":"h","port":1.5}"#, Some("port")),
         (r#"{"IP":5,"hostName":"h","port":20000}"#, Some("IP")),
-        (
-            r#"{"IP":"10.0.0.1","hostName":7,"port":20000}"#,
-            Some("hostName"),
-        ),
-        (
-            r#"{"IP":"10.0.0.1","hostName":"h","port":true}"#,
-            Some("port"),
-        ),
+        (r#"{"IP":"10.0.0.1","hostName":7,"port":20000}"#, Some("hostName")),
+        (r#"{"IP":"10.0.0.1","hostName":"h","port":true}"#, Some("port")),
         ("[1]", None),
         ("\"text\"", None),
         ("42", None),
@@ -531,9 +396,8 @@ async fn create_peer_body_limit_chunked() {
     let s = common::start().await;
     // No Content-Length: the limit applies while reading.
     let chunk = web_bytes(&" ".repeat(64 * 1024));
-    let mut chunks: Vec<Result<actix_web::web::Bytes, std::io::Error>> = vec![Ok(web_bytes(
-        r#"{"IP":"10.0.0.1","hostName":"big","port":20000}"#,
-    ))];
+    let mut chunks: Vec<Result<actix_web::web::Bytes, std::io::Error>> =
+        vec![Ok(web_bytes(r#"{"IP":"10.0.0.1","hostName":"big","port":20000}"#))];
     for _ in 0..20 {
         chunks.push(Ok(chunk.clone()));
     }
@@ -604,50 +468,24 @@ async fn list_peers_pagination() {
     let super_id = super_peer(&s).await["ID"].as_str().unwrap().to_string();
     let mut created = vec![super_id.clone()];
     for i in 1..=5 {
-        created.push(
-            create_peer(
-                &s,
-                &format!("page{i}"),
-                &format!("10.1.0.{i}"),
-                20000 + i as u16,
-            )
-            .await,
-        );
+        created.push(create_peer(&s, &format!("page{i}"), &format!("10.1.0.{i}"), 20000 + i as u16).await);
     }
     // Default order: created ascending (the super peer registered first).
     let all = list(&s, "pageSize=0").await;
     assert_eq!(ids(&all), created);
-    assert_eq!(
-        ids(&list(&s, "pageSize=0&pageNum=3").await),
-        created,
-        "pageSize=0 is all, whatever pageNum"
-    );
-    assert_eq!(
-        ids(&list(&s, "pageSize=2").await),
-        created[0..2],
-        "pageNum defaults to 0"
-    );
+    assert_eq!(ids(&list(&s, "pageSize=0&pageNum=3").await), created, "pageSize=0 is all, whatever pageNum");
+    assert_eq!(ids(&list(&s, "pageSize=2").await), created[0..2], "pageNum defaults to 0");
     assert_eq!(ids(&list(&s, "pageSize=2&pageNum=0").await), created[0..2]);
     assert_eq!(ids(&list(&s, "pageSize=2&pageNum=1").await), created[2..4]);
     assert_eq!(ids(&list(&s, "pageSize=2&pageNum=2").await), created[4..6]);
     assert!(list(&s, "pageSize=2&pageNum=3").await.is_empty());
     assert!(list(&s, "pageSize=2&pageNum=9").await.is_empty());
-    assert_eq!(
-        ids(&list(&s, "pageSize=4&pageNum=1").await),
-        created[4..6],
-        "a partial last page"
-    );
+    assert_eq!(ids(&list(&s, "pageSize=4&pageNum=1").await), created[4..6], "a partial last page");
     assert_eq!(ids(&list(&s, "pageSize=100").await), created);
     // DESC pages over the reversed order.
     let reversed: Vec<String> = created.iter().rev().cloned().collect();
-    assert_eq!(
-        ids(&list(&s, "pageSize=2&pageNum=0&sortDirect=DESC").await),
-        reversed[0..2]
-    );
-    assert_eq!(
-        ids(&list(&s, "pageSize=2&pageNum=2&sortDirect=DESC").await),
-        reversed[4..6]
-    );
+    assert_eq!(ids(&list(&s, "pageSize=2&pageNum=0&sortDirect=DESC").await), reversed[0..2]);
+    assert_eq!(ids(&list(&s, "pageSize=2&pageNum=2&sortDirect=DESC").await), reversed[4..6]);
     // An empty page is `[]`, not null.
     let (_, body) = get(&s, "/api/v1/peers?pageSize=2&pageNum=9").await;
     assert_eq!(body.trim_end(), "[]");
@@ -667,49 +505,17 @@ async fn list_peers_multi_key_sort() {
     }
     let sp = super_peer(&s).await;
     let super_id = sp["ID"].as_str().unwrap().to_string();
-    let clients = |v: Vec<Value>| {
-        ids(&v)
-            .into_iter()
-            .filter(|id| *id != super_id)
-            .collect::<Vec<_>>()
-    };
+    let clients = |v: Vec<Value>| ids(&v).into_iter().filter(|id| *id != super_id).collect::<Vec<_>>();
 
     // port, then hostName (later keys break ties).
-    let by_port_host = [
-        "c-host-10.2.0.3",
-        "a-host-10.2.0.2",
-        "b-host-10.2.0.1",
-        "d-host-10.2.0.5",
-        "a-host-10.2.0.4",
-    ];
-    let asc = list(
-        &s,
-        "pageSize=0&sortKey=port&sortKey=hostName&sortDirect=ASC",
-    )
-    .await;
+    let by_port_host = ["c-host-10.2.0.3", "a-host-10.2.0.2", "b-host-10.2.0.1", "d-host-10.2.0.5", "a-host-10.2.0.4"];
+    let asc = list(&s, "pageSize=0&sortKey=port&sortKey=hostName&sortDirect=ASC").await;
     assert_eq!(clients(asc.clone()), by_port_host);
-    let desc = list(
-        &s,
-        "pageSize=0&sortKey=port&sortKey=hostName&sortDirect=DESC",
-    )
-    .await;
+    let desc = list(&s, "pageSize=0&sortKey=port&sortKey=hostName&sortDirect=DESC").await;
     let rev: Vec<&str> = by_port_host.iter().rev().copied().collect();
     assert_eq!(clients(desc.clone()), rev);
-    assert_eq!(
-        clients(
-            list(
-                &s,
-                "pageSize=0&sortKey=port&sortKey=hostName&sortDirect=desc"
-            )
-            .await
-        ),
-        rev
-    );
-    assert_eq!(
-        clients(list(&s, "pageSize=0&sortKey=port&sortKey=hostName").await),
-        by_port_host,
-        "ASC is the default"
-    );
+    assert_eq!(clients(list(&s, "pageSize=0&sortKey=port&sortKey=hostName&sortDirect=desc").await), rev);
+    assert_eq!(clients(list(&s, "pageSize=0&sortKey=port&sortKey=hostName").await), by_port_host, "ASC is the default");
 
     // The full order, super peer included, is exactly (port, hostName) with its own values.
     let mut expected: Vec<(u64, String, String)> = asc
@@ -729,32 +535,13 @@ async fn list_peers_multi_key_sort() {
     assert_eq!(ids(&desc), expected_rev);
 
     // Key order matters: hostName first, then port.
-    let by_host_port = [
-        "a-host-10.2.0.2",
-        "a-host-10.2.0.4",
-        "b-host-10.2.0.1",
-        "c-host-10.2.0.3",
-        "d-host-10.2.0.5",
-    ];
-    assert_eq!(
-        clients(list(&s, "pageSize=0&sortKey=hostName&sortKey=port").await),
-        by_host_port
-    );
+    let by_host_port = ["a-host-10.2.0.2", "a-host-10.2.0.4", "b-host-10.2.0.1", "c-host-10.2.0.3", "d-host-10.2.0.5"];
+    assert_eq!(clients(list(&s, "pageSize=0&sortKey=hostName&sortKey=port").await), by_host_port);
     // Sort keys are PeerInfo's wire names; IP compares as an address.
-    let by_ip = [
-        "b-host-10.2.0.1",
-        "a-host-10.2.0.2",
-        "c-host-10.2.0.3",
-        "a-host-10.2.0.4",
-        "d-host-10.2.0.5",
-    ];
+    let by_ip = ["b-host-10.2.0.1", "a-host-10.2.0.2", "c-host-10.2.0.3", "a-host-10.2.0.4", "d-host-10.2.0.5"];
     assert_eq!(clients(list(&s, "pageSize=0&sortKey=IP").await), by_ip);
     // Sorting happens before paging.
-    let page = list(
-        &s,
-        "pageSize=2&pageNum=1&sortKey=port&sortKey=hostName&sortDirect=DESC",
-    )
-    .await;
+    let page = list(&s, "pageSize=2&pageNum=1&sortKey=port&sortKey=hostName&sortDirect=DESC").await;
     assert_eq!(ids(&page), expected_rev[2..4]);
 }
 
@@ -767,10 +554,7 @@ async fn peer_info_shape() {
     assert!(body.ends_with("}\n"), "one trailing newline: {body:?}");
     let p = common::json(&body);
     let keys: BTreeSet<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        ["ID", "IP", "created", "hostName", "port", "version"].into()
-    );
+    assert_eq!(keys, ["ID", "IP", "created", "hostName", "port", "version"].into());
     assert_eq!(p["ID"], id.as_str());
     assert_eq!(p["IP"], "10.3.0.1");
     assert_eq!(p["hostName"], "shape");
@@ -787,10 +571,7 @@ async fn peer_info_shape() {
     // The super peer: advertise IP, no version (omitted when empty).
     let sp = super_peer(&s).await;
     assert_eq!(sp["IP"], "127.0.0.1");
-    assert!(
-        sp.get("version").is_none() || sp["version"].as_str().is_some_and(|v| !v.is_empty()),
-        "{sp}"
-    );
+    assert!(sp.get("version").is_none() || sp["version"].as_str().is_some_and(|v| !v.is_empty()), "{sp}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -804,10 +585,7 @@ async fn get_unknown_peer_is_404_json() {
     assert_eq!(status, 404, "{body}");
     let v = common::json(&body);
     assert_eq!(v["code"], 404, "{body}");
-    assert!(
-        v["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
 }
 
 #[actix_web::test]
@@ -839,15 +617,8 @@ async fn super_peer_cannot_be_deleted() {
     let sp = super_peer(&s).await;
     let id = sp["ID"].as_str().unwrap().to_string();
     assert!(id.ends_with("-127.0.0.1-supernode"), "{id}");
-    let (status, body) = common::call(
-        common::client().delete(s.url(&format!("/api/v1/peers/{id}"))),
-        None,
-    )
-    .await;
-    assert!(
-        (400..500).contains(&status),
-        "deleting the super peer: {status} {body}"
-    );
+    let (status, body) = common::call(common::client().delete(s.url(&format!("/api/v1/peers/{id}"))), None).await;
+    assert!((400..500).contains(&status), "deleting the super peer: {status} {body}");
     assert_ne!(status, 404, "{body}");
     let v = common::json(&body);
     assert_eq!(v["code"], status, "{body}");
@@ -856,11 +627,7 @@ async fn super_peer_cannot_be_deleted() {
     // A registration cannot produce the super peer's ID (P6): a dfget on the same host is a
     // separate peer.
     let host = sp["hostName"].as_str().unwrap_or("").to_string();
-    if !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
+    if !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
         let own = create_peer(&s, &host, "127.0.0.1", 20000).await;
         assert_ne!(own, id);
         assert_eq!(list(&s, "pageSize=0").await.len(), 2);

@@ -47,9 +47,7 @@ async fn sleep(d: Duration) {
 }
 
 fn small_bytes(len: usize, salt: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) ^ (i >> 8) as u8)
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) ^ (i >> 8) as u8).collect()
 }
 
 /// A dfget client: where it runs and what it says about itself at registration.
@@ -63,12 +61,7 @@ struct Dfget {
 
 impl Dfget {
     fn new(cid: &str, ip: &str, host: &str) -> Dfget {
-        Dfget {
-            cid: cid.into(),
-            ip: ip.into(),
-            host: host.into(),
-            port: 20001,
-        }
+        Dfget { cid: cid.into(), ip: ip.into(), host: host.into(), port: 20001 }
     }
 
     fn path(&self) -> String {
@@ -98,8 +91,7 @@ impl Dfget {
 }
 
 async fn post_json(s: &TestServer, path: &str, body: &Value) -> (u16, Value) {
-    let (status, text) =
-        common::call(common::client().post(s.url(path)), Some(&body.to_string())).await;
+    let (status, text) = common::call(common::client().post(s.url(path)), Some(&body.to_string())).await;
     (status, parse(&text))
 }
 
@@ -145,10 +137,7 @@ async fn wait_success(s: &TestServer, id: &str, timeout: Duration) -> Value {
     let start = Instant::now();
     loop {
         let (status, v) = task_status(s, id).await;
-        assert_eq!(
-            status, 200,
-            "task {id} vanished while waiting for its CDN run: {v}"
-        );
+        assert_eq!(status, 200, "task {id} vanished while waiting for its CDN run: {v}");
         match v["cdnStatus"].as_str() {
             Some("SUCCESS") => return v,
             Some("FAILED") | Some("SOURCE_ERROR") => panic!("task {id} failed: {v}"),
@@ -183,11 +172,7 @@ async fn download(s: &TestServer, c: &Dfget, id: &str) -> usize {
     let mut extra = String::new();
     let mut fetched = 0;
     loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "download of {id} by {} did not finish",
-            c.cid
-        );
+        assert!(start.elapsed() < Duration::from_secs(30), "download of {id} by {} did not finish", c.cid);
         let v = poll(s, id, &c.cid, &extra).await;
         extra.clear();
         match v["code"].as_i64() {
@@ -212,10 +197,7 @@ async fn download(s: &TestServer, c: &Dfget, id: &str) -> usize {
                     assert_eq!(res.status().as_u16(), 206, "piece {url} {range}");
                     res.body().limit(64 << 20).await.expect("piece body");
                     fetched += 1;
-                    let suc = format!(
-                        "/peer/piece/suc?taskId={id}&cid={}&dstCid={src}&pieceRange={range}",
-                        c.cid
-                    );
+                    let suc = format!("/peer/piece/suc?taskId={id}&cid={}&dstCid={src}&pieceRange={range}", c.cid);
                     let (st, r) = get_json(s, &suc).await;
                     assert_eq!((st, r["code"].as_i64()), (200, Some(611)), "{suc} → {r}");
                     extra = format!("dstCid={src}&range={range}&result=503&status=701");
@@ -257,10 +239,7 @@ fn parse_metrics(text: &str) -> Samples {
                 let mut rest = body;
                 while let Some((k, after)) = rest.split_once("=\"") {
                     let end = after.find('"').unwrap_or(after.len());
-                    labels.insert(
-                        k.trim_start_matches(',').trim().to_string(),
-                        after[..end].to_string(),
-                    );
+                    labels.insert(k.trim_start_matches(',').trim().to_string(), after[..end].to_string());
                     rest = after.get(end + 1..).unwrap_or("");
                 }
                 (name.to_string(), labels)
@@ -275,11 +254,7 @@ fn parse_metrics(text: &str) -> Samples {
 fn metric(samples: &Samples, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     let mut found = None;
     for (n, labels, v) in samples {
-        if n == name
-            && want
-                .iter()
-                .all(|(k, val)| labels.get(*k).map(String::as_str) == Some(*val))
-        {
+        if n == name && want.iter().all(|(k, val)| labels.get(*k).map(String::as_str) == Some(*val)) {
             *found.get_or_insert(0.0) += *v;
         }
     }
@@ -305,10 +280,7 @@ async fn wait_gc_runs(s: &TestServer, kind: &str, n: u32) {
     let before = gc_runs(s, kind).await;
     let start = Instant::now();
     while gc_runs(s, kind).await < before + f64::from(n) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no {kind} GC run within 10 s (before: {before})"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "no {kind} GC run within 10 s (before: {before})");
         sleep(Duration::from_millis(25)).await;
     }
 }
@@ -331,20 +303,11 @@ macro_rules! eventually {
 async fn task_summary(s: &TestServer, id: &str) -> Option<Value> {
     let (status, v) = get_json(s, "/api/v1/tasks").await;
     assert_eq!(status, 200, "GET /api/v1/tasks → {v}");
-    v.as_array()
-        .expect("task list")
-        .iter()
-        .find(|t| t["ID"] == id)
-        .cloned()
+    v.as_array().expect("task list").iter().find(|t| t["ID"] == id).cloned()
 }
 
 async fn heartbeat(s: &TestServer, cid: &str) -> Value {
-    let (status, v) = post_json(
-        s,
-        "/peer/heartbeat",
-        &json!({"IP": "127.0.0.1", "port": 20001, "cID": cid}),
-    )
-    .await;
+    let (status, v) = post_json(s, "/peer/heartbeat", &json!({"IP": "127.0.0.1", "port": 20001, "cID": cid})).await;
     assert_eq!(status, 200, "heartbeat {cid} → {v}");
     assert_eq!(v["code"], 200, "heartbeat {cid} → {v}");
     assert!(v["data"].is_object(), "heartbeat data: {v}");
@@ -354,38 +317,24 @@ async fn heartbeat(s: &TestServer, cid: &str) -> Value {
 /// `needRegister` as one bool, checked to be the same at top level and in `data` (§16 P5).
 fn need_register(v: &Value) -> bool {
     let top = v.get("needRegister").cloned().unwrap_or(Value::Bool(false));
-    let data = v["data"]
-        .get("needRegister")
-        .cloned()
-        .unwrap_or(Value::Bool(false));
+    let data = v["data"].get("needRegister").cloned().unwrap_or(Value::Bool(false));
     assert_eq!(top, data, "needRegister differs between the shapes: {v}");
-    top.as_bool()
-        .unwrap_or_else(|| panic!("needRegister not a bool: {v}"))
+    top.as_bool().unwrap_or_else(|| panic!("needRegister not a bool: {v}"))
 }
 
 fn version(v: &Value) -> String {
     let top = v["version"].as_str().unwrap_or("");
     assert!(!top.is_empty(), "no version: {v}");
-    assert_eq!(
-        v["data"]["version"], top,
-        "version differs between the shapes: {v}"
-    );
+    assert_eq!(v["data"]["version"], top, "version differs between the shapes: {v}");
     top.to_string()
 }
 
 /// `seedTaskIDs` (null = empty), checked to be the same in both shapes.
 fn seed_task_ids(v: &Value) -> Vec<String> {
-    assert_eq!(
-        v.get("seedTaskIDs"),
-        v["data"].get("seedTaskIDs"),
-        "seedTaskIDs differ between the shapes: {v}"
-    );
+    assert_eq!(v.get("seedTaskIDs"), v["data"].get("seedTaskIDs"), "seedTaskIDs differ between the shapes: {v}");
     match &v["seedTaskIDs"] {
         Value::Null => Vec::new(),
-        Value::Array(a) => a
-            .iter()
-            .map(|x| x.as_str().expect("string id").to_string())
-            .collect(),
+        Value::Array(a) => a.iter().map(|x| x.as_str().expect("string id").to_string()).collect(),
         other => panic!("seedTaskIDs is {other}"),
     }
 }
@@ -394,11 +343,7 @@ async fn network(s: &TestServer, urls: &[&str]) -> Value {
     let (status, v) = post_json(s, "/peer/network", &json!({ "urls": urls })).await;
     assert_eq!(status, 200, "network → {v}");
     assert_eq!(v["code"], 200, "network → {v}");
-    assert_eq!(
-        v.get("nodes"),
-        v["data"].get("nodes"),
-        "nodes differ between the shapes: {v}"
-    );
+    assert_eq!(v.get("nodes"), v["data"].get("nodes"), "nodes differ between the shapes: {v}");
     v
 }
 
@@ -432,12 +377,7 @@ async fn idle_peer_is_collected_active_one_kept() {
     assert_eq!(status, 201, "POST /api/v1/peers → {v}");
     let api_peer = v["ID"].as_str().expect("ID").to_string();
 
-    for p in [
-        idle.peer_id(),
-        active.peer_id(),
-        beating.peer_id(),
-        api_peer.clone(),
-    ] {
+    for p in [idle.peer_id(), active.peer_id(), beating.peer_id(), api_peer.clone()] {
         let (status, v) = get_json(&s, &format!("/api/v1/peers/{p}")).await;
         assert_eq!(status, 200, "peer {p} right after registration: {v}");
     }
@@ -455,11 +395,7 @@ async fn idle_peer_is_collected_active_one_kept() {
 
     let (status, v) = get_json(&s, &format!("/api/v1/peers/{}", idle.peer_id())).await;
     assert_eq!(status, 404, "idle peer still there: {v}");
-    assert_eq!(
-        poll_code(&s, &id, &idle.cid).await,
-        502,
-        "idle client still known"
-    );
+    assert_eq!(poll_code(&s, &id, &idle.cid).await, 502, "idle client still known");
     let (status, v) = get_json(&s, &format!("/api/v1/peers/{api_peer}")).await;
     assert_eq!(status, 404, "unused API-created peer still there: {v}");
 
@@ -498,19 +434,11 @@ async fn idle_task_is_collected_and_revalidated_from_the_cache() {
     assert!(data.exists(), "{} cached", data.display());
 
     // nobody asks for it: collected from memory after task_expire_time (2 s)
-    eventually!(
-        Duration::from_secs(10),
-        "idle task collected",
-        task_status(&s, &id).await.0 == 404
-    );
+    eventually!(Duration::from_secs(10), "idle task collected", task_status(&s, &id).await.0 == 404);
     assert!(data.exists(), "task GC must keep the cached file");
     let gc_tasks = gauge(&s, "dragonfly_supernode_gc_tasks_total", &[]).await;
     assert!(gc_tasks >= 1.0, "gc_tasks_total = {gc_tasks}");
-    assert_eq!(
-        poll_code(&s, &id, &c.cid).await,
-        502,
-        "the client of a collected task is gone"
-    );
+    assert_eq!(poll_code(&s, &id, &c.cid).await, 502, "the client of a collected task is gone");
 
     // a new registration: one conditional GET, 304, no body
     let again = Dfget::new("tgc-2", "127.0.0.2", "tgc-host");
@@ -546,21 +474,13 @@ async fn service_down_client_is_collected_after_peer_gc_delay() {
 
     let path = format!("/peer/service/down?taskId={id}&cid={}", down.cid);
     let (status, v) = get_json(&s, &path).await;
-    assert_eq!(
-        (status, v["code"].as_i64()),
-        (200, Some(612)),
-        "{path} → {v}"
-    );
+    assert_eq!((status, v["code"].as_i64()), (200, Some(612)), "{path} → {v}");
     let marked = Instant::now();
 
     // not before peer_gc_delay (1.5 s) …
     wait_gc_runs(&s, "meta", 2).await;
     if marked.elapsed() < Duration::from_millis(1200) {
-        assert_eq!(
-            task_summary(&s, &id).await.expect("listed")["clients"],
-            2,
-            "collected before peer_gc_delay"
-        );
+        assert_eq!(task_summary(&s, &id).await.expect("listed")["clients"], 2, "collected before peer_gc_delay");
     }
     // … but soon after it
     eventually!(
@@ -612,50 +532,25 @@ async fn lru_eviction_removes_the_least_recently_used_file() {
     wait_gc_runs(&s, "disk", 2).await;
     let home = s.home_path();
     for id in [&a, &b] {
-        assert!(
-            cache_data_path(&home, id).exists(),
-            "under the quota nothing goes"
-        );
+        assert!(cache_data_path(&home, id).exists(), "under the quota nothing goes");
     }
 
     let c = create_task(&s, &origin.url("/c.bin")).await;
     wait_success(&s, &c, Duration::from_secs(20)).await;
-    eventually!(
-        Duration::from_secs(10),
-        "B evicted",
-        !cache_data_path(&home, &b).exists()
-    );
+    eventually!(Duration::from_secs(10), "B evicted", !cache_data_path(&home, &b).exists());
     wait_gc_runs(&s, "disk", 2).await;
     assert!(cache_data_path(&home, &a).exists(), "A was used recently");
     assert!(cache_data_path(&home, &c).exists(), "C is the newest");
     assert!(!cache_data_path(&home, &b).exists());
-    eventually!(
-        Duration::from_secs(5),
-        "evicted task B forgotten",
-        task_status(&s, &b).await.0 == 404
-    );
+    eventually!(Duration::from_secs(5), "evicted task B forgotten", task_status(&s, &b).await.0 == 404);
     assert_eq!(task_status(&s, &a).await.0, 200);
     assert_eq!(task_status(&s, &c).await.0, 200);
 
     let m = metrics(&s).await;
-    assert_eq!(
-        metric(&m, "dragonfly_supernode_gc_disks_total", &[]),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&m, "dragonfly_supernode_cache_files", &[]),
-        Some(2.0)
-    );
-    assert_eq!(
-        metric(&m, "dragonfly_supernode_cache_bytes", &[]),
-        Some((2 * wrapped) as f64)
-    );
-    let last = metric(
-        &m,
-        "dragonfly_supernode_last_gc_disks_timestamp_seconds",
-        &[],
-    )
-    .unwrap_or(0.0);
+    assert_eq!(metric(&m, "dragonfly_supernode_gc_disks_total", &[]), Some(1.0));
+    assert_eq!(metric(&m, "dragonfly_supernode_cache_files", &[]), Some(2.0));
+    assert_eq!(metric(&m, "dragonfly_supernode_cache_bytes", &[]), Some((2 * wrapped) as f64));
+    let last = metric(&m, "dragonfly_supernode_last_gc_disks_timestamp_seconds", &[]).unwrap_or(0.0);
     assert!(last > 1.0e9, "last_gc_disks_timestamp_seconds = {last}");
 }
 
@@ -688,20 +583,14 @@ async fn a_file_being_served_is_never_evicted() {
     let small = register(&s, &keeper, &origin.url("/small.bin")).await;
     wait_success(&s, &small, Duration::from_secs(20)).await;
     let cached = gauge(&s, "dragonfly_supernode_cache_bytes", &[]).await;
-    assert!(
-        cached > (len + MIB) as f64,
-        "the setup must put the cache over its quota: {cached}"
-    );
+    assert!(cached > (len + MIB) as f64, "the setup must put the cache over its quota: {cached}");
 
     // a reader that takes a few bytes and then stalls
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let mut stream = sock.connect(s.download()).await.expect("connect");
-    let req = format!(
-        "GET /download/{}/{id} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        &id[..3],
-        s.download()
-    );
+    let req =
+        format!("GET /download/{}/{id} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", &id[..3], s.download());
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -730,15 +619,9 @@ async fn a_file_being_served_is_never_evicted() {
         task_summary(&s, &id).await.map(|t| t["clients"].clone()) == Some(json!(0))
     );
     wait_gc_runs(&s, "disk", 3).await;
-    assert!(
-        data.exists(),
-        "a file being read was evicted (read {body_read} of {file_length} bytes)"
-    );
+    assert!(data.exists(), "a file being read was evicted (read {body_read} of {file_length} bytes)");
     assert!(body_read < file_length, "the read was not slow enough");
-    assert_eq!(
-        gauge(&s, "dragonfly_supernode_gc_disks_total", &[]).await,
-        0.0
-    );
+    assert_eq!(gauge(&s, "dragonfly_supernode_gc_disks_total", &[]).await, 0.0);
 
     // finish the read: every byte arrives
     let mut rest = Vec::new();
@@ -751,31 +634,17 @@ async fn a_file_being_served_is_never_evicted() {
     drop(stream);
 
     // no longer read, over the quota → evicted
-    eventually!(
-        Duration::from_secs(10),
-        "file evicted once nobody reads it",
-        !data.exists()
-    );
+    eventually!(Duration::from_secs(10), "file evicted once nobody reads it", !data.exists());
     // (the counter moves right after the files are unlinked)
     eventually!(
         Duration::from_secs(5),
         "eviction counted",
         gauge(&s, "dragonfly_supernode_gc_disks_total", &[]).await == 1.0
     );
-    eventually!(
-        Duration::from_secs(5),
-        "evicted task forgotten",
-        task_status(&s, &id).await.0 == 404
-    );
+    eventually!(Duration::from_secs(5), "evicted task forgotten", task_status(&s, &id).await.0 == 404);
     wait_gc_runs(&s, "disk", 2).await;
-    assert!(
-        cache_data_path(&s.home_path(), &small).exists(),
-        "a file whose client is still registered stays"
-    );
-    assert_eq!(
-        gauge(&s, "dragonfly_supernode_gc_disks_total", &[]).await,
-        1.0
-    );
+    assert!(cache_data_path(&s.home_path(), &small).exists(), "a file whose client is still registered stays");
+    assert_eq!(gauge(&s, "dragonfly_supernode_gc_disks_total", &[]).await, 1.0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -804,9 +673,7 @@ async fn heartbeat_needs_register_for_unknown_and_after_restart() {
     let TestServer { server, home } = s;
     server.stop(true).await;
     drop(server);
-    let server = supernode::start(common::settings(home.path(), fast_gc()))
-        .await
-        .expect("restart");
+    let server = supernode::start(common::settings(home.path(), fast_gc())).await.expect("restart");
     let s = TestServer { server, home };
     let v = heartbeat(&s, &c.cid).await;
     assert!(need_register(&v), "after a restart: {v}");
@@ -853,9 +720,7 @@ async fn seeds_are_granted_listed_and_dropped() {
     let last_beat = Instant::now();
     heartbeat(&s, &seed.cid).await;
     let v = network(&s, &[&url]).await;
-    let nodes = v["nodes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("nodes: {v}"));
+    let nodes = v["nodes"].as_array().unwrap_or_else(|| panic!("nodes: {v}"));
     assert_eq!(nodes.len(), 1, "{v}");
     let node = &nodes[0];
     assert_eq!(node["basic"]["ID"], seed.peer_id(), "{node}");
@@ -868,15 +733,8 @@ async fn seeds_are_granted_listed_and_dropped() {
     assert!(other["nodes"].is_null(), "{other}");
 
     // the seed stops heart-beating → dropped after seed_expire_time (2 s)
-    eventually!(
-        Duration::from_secs(10),
-        "silent seed dropped",
-        network(&s, &[&url]).await["nodes"].is_null()
-    );
-    assert!(
-        last_beat.elapsed() >= Duration::from_secs(2),
-        "seed dropped before seed_expire_time"
-    );
+    eventually!(Duration::from_secs(10), "silent seed dropped", network(&s, &[&url]).await["nodes"].is_null());
+    assert!(last_beat.elapsed() >= Duration::from_secs(2), "seed dropped before seed_expire_time");
     let v = network(&s, &[&url]).await;
     assert!(v["nodes"].is_null() && v["data"]["nodes"].is_null(), "{v}");
     assert!(seed_task_ids(&heartbeat(&s, &seed.cid).await).is_empty());
@@ -901,18 +759,9 @@ async fn task_metrics_counted_once_per_report() {
     }
     let peer = [("callsystem", "ops-test"), ("peer", "127.0.0.2")];
     let m = metrics(&s).await;
-    assert_eq!(
-        metric(&m, "dragonfly_dfget_download_total", &peer),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&m, "dragonfly_dfget_download_size_bytes_total", &peer),
-        Some(1000.0)
-    );
-    assert_eq!(
-        metric(&m, "dragonfly_dfget_download_duration_seconds_count", &peer),
-        Some(1.0)
-    );
+    assert_eq!(metric(&m, "dragonfly_dfget_download_total", &peer), Some(1.0));
+    assert_eq!(metric(&m, "dragonfly_dfget_download_size_bytes_total", &peer), Some(1000.0));
+    assert_eq!(metric(&m, "dragonfly_dfget_download_duration_seconds_count", &peer), Some(1.0));
 
     let mut failed = report.clone();
     failed["cID"] = json!("met-2");
@@ -923,24 +772,10 @@ async fn task_metrics_counted_once_per_report() {
         assert_eq!((status, v["code"].as_i64()), (200, Some(1)), "{v}");
     }
     let m = metrics(&s).await;
-    assert_eq!(
-        metric(&m, "dragonfly_dfget_download_total", &peer),
-        Some(2.0)
-    );
-    let with_reason = [
-        ("callsystem", "ops-test"),
-        ("peer", "127.0.0.2"),
-        ("reason", "3"),
-    ];
-    assert_eq!(
-        metric(&m, "dragonfly_dfget_download_failed_total", &with_reason),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&m, "dragonfly_dfget_download_size_bytes_total", &peer),
-        Some(1000.0),
-        "failures add no bytes"
-    );
+    assert_eq!(metric(&m, "dragonfly_dfget_download_total", &peer), Some(2.0));
+    let with_reason = [("callsystem", "ops-test"), ("peer", "127.0.0.2"), ("reason", "3")];
+    assert_eq!(metric(&m, "dragonfly_dfget_download_failed_total", &with_reason), Some(1.0));
+    assert_eq!(metric(&m, "dragonfly_dfget_download_size_bytes_total", &peer), Some(1000.0), "failures add no bytes");
 }
 
 #[actix_web::test]
@@ -955,18 +790,8 @@ async fn metrics_move_with_downloads_and_collections() {
     let url = origin.url("/m.bin");
 
     let before = metrics(&s).await;
-    let meta0 = metric(
-        &before,
-        "dragonfly_supernode_gc_runs_total",
-        &[("kind", "meta")],
-    )
-    .unwrap_or(0.0);
-    let disk0 = metric(
-        &before,
-        "dragonfly_supernode_gc_runs_total",
-        &[("kind", "disk")],
-    )
-    .unwrap_or(0.0);
+    let meta0 = metric(&before, "dragonfly_supernode_gc_runs_total", &[("kind", "meta")]).unwrap_or(0.0);
+    let disk0 = metric(&before, "dragonfly_supernode_gc_runs_total", &[("kind", "disk")]).unwrap_or(0.0);
 
     let c = Dfget::new("mx-1", "127.0.0.2", "metrics-host");
     let id = register(&s, &c, &url).await;
@@ -986,44 +811,17 @@ async fn metrics_move_with_downloads_and_collections() {
     assert!(get("dragonfly_supernode_cache_bytes", &[]) >= len as f64);
     assert!(get("dragonfly_supernode_cache_files", &[]) >= 1.0);
     assert_eq!(get("dragonfly_supernode_clients", &[]), 1.0);
-    assert_eq!(
-        get("dragonfly_supernode_tasks", &[("cdnstatus", "SUCCESS")]),
-        1.0
-    );
+    assert_eq!(get("dragonfly_supernode_tasks", &[("cdnstatus", "SUCCESS")]), 1.0);
     assert!(get("dragonfly_supernode_pieces_scheduled_total", &[]) >= 2.0);
-    assert!(
-        get(
-            "dragonfly_supernode_pieces_scheduled_total",
-            &[("source", "supernode")]
-        ) >= 2.0
-    );
-    assert!(
-        get(
-            "dragonfly_supernode_pieces_downloaded_size_bytes_total",
-            &[]
-        ) >= len as f64
-    );
+    assert!(get("dragonfly_supernode_pieces_scheduled_total", &[("source", "supernode")]) >= 2.0);
+    assert!(get("dragonfly_supernode_pieces_downloaded_size_bytes_total", &[]) >= len as f64);
     assert_eq!(get("dragonfly_supernode_tasks_registered_total", &[]), 1.0);
-    assert_eq!(
-        get("dragonfly_supernode_peers", &[("peer", "127.0.0.2")]),
-        1.0
-    );
-    assert_eq!(
-        get("dragonfly_dfget_download_total", &[("peer", "127.0.0.2")]),
-        1.0
-    );
+    assert_eq!(get("dragonfly_supernode_peers", &[("peer", "127.0.0.2")]), 1.0);
+    assert_eq!(get("dragonfly_dfget_download_total", &[("peer", "127.0.0.2")]), 1.0);
 
     // GC runs are counted, per kind
-    eventually!(
-        Duration::from_secs(5),
-        "meta GC runs counted",
-        gc_runs(&s, "meta").await >= meta0 + 2.0
-    );
-    eventually!(
-        Duration::from_secs(5),
-        "disk GC runs counted",
-        gc_runs(&s, "disk").await >= disk0 + 2.0
-    );
+    eventually!(Duration::from_secs(5), "meta GC runs counted", gc_runs(&s, "meta").await >= meta0 + 2.0);
+    eventually!(Duration::from_secs(5), "disk GC runs counted", gc_runs(&s, "disk").await >= disk0 + 2.0);
 
     // the client and the task go idle: collected, counted, gauges back down
     eventually!(Duration::from_secs(10), "task and peer collected", {
@@ -1034,17 +832,8 @@ async fn metrics_move_with_downloads_and_collections() {
     let m = metrics(&s).await;
     let get = |name: &str, labels: &[(&str, &str)]| metric(&m, name, labels).unwrap_or(0.0);
     assert_eq!(get("dragonfly_supernode_clients", &[]), 0.0);
-    assert_eq!(
-        get("dragonfly_supernode_tasks", &[("cdnstatus", "SUCCESS")]),
-        0.0
-    );
-    assert_eq!(
-        get("dragonfly_supernode_peers", &[("peer", "127.0.0.2")]),
-        0.0
-    );
-    assert!(
-        get("dragonfly_supernode_cache_files", &[]) >= 1.0,
-        "task GC keeps the file"
-    );
+    assert_eq!(get("dragonfly_supernode_tasks", &[("cdnstatus", "SUCCESS")]), 0.0);
+    assert_eq!(get("dragonfly_supernode_peers", &[("peer", "127.0.0.2")]), 0.0);
+    assert!(get("dragonfly_supernode_cache_files", &[]) >= 1.0, "task GC keeps the file");
     assert!(get("dragonfly_supernode_gc_runs_total", &[("kind", "meta")]) >= meta0 + 2.0);
 }

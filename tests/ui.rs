@@ -36,10 +36,7 @@ fn chromium() -> Option<PathBuf> {
         eprintln!("SUPERNODE_SKIP_BROWSER_TESTS=1: skipping the headless Chromium test");
         return None;
     }
-    let mut candidates = vec![
-        PathBuf::from("/usr/bin/chromium"),
-        PathBuf::from("/usr/bin/chromium-browser"),
-    ];
+    let mut candidates = vec![PathBuf::from("/usr/bin/chromium"), PathBuf::from("/usr/bin/chromium-browser")];
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             candidates.push(dir.join("chromium"));
@@ -71,23 +68,13 @@ impl Browser {
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(if stdout {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdout(if stdout { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         let pgid = child.id().expect("chromium pid");
-        Browser {
-            child,
-            pgid,
-            _profile: profile,
-        }
+        Browser { child, pgid, _profile: profile }
     }
 
     fn kill(&mut self) {
@@ -110,11 +97,7 @@ impl Drop for Browser {
 async fn dump_dom(bin: &PathBuf, url: &str) -> String {
     let mut b = Browser::spawn(
         bin,
-        &[
-            "--virtual-time-budget=5000".to_string(),
-            "--dump-dom".to_string(),
-            url.to_string(),
-        ],
+        &["--virtual-time-budget=5000".to_string(), "--dump-dom".to_string(), url.to_string()],
         true,
     );
     let mut stdout = b.child.stdout.take().expect("stdout");
@@ -125,23 +108,17 @@ async fn dump_dom(bin: &PathBuf, url: &str) -> String {
         s
     });
     let mut out = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out),
-    )
-    .await
-    .expect("chromium --dump-dom finished within 90 s")
-    .expect("reading chromium's output");
+    tokio::time::timeout(Duration::from_secs(90), tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out))
+        .await
+        .expect("chromium --dump-dom finished within 90 s")
+        .expect("reading chromium's output");
     let status = tokio::time::timeout(Duration::from_secs(30), b.child.wait())
         .await
         .expect("chromium exited")
         .expect("chromium status");
     b.kill();
     let err = err.await.unwrap_or_default();
-    assert!(
-        status.success() && out.contains("<html"),
-        "chromium --dump-dom {url} failed ({status}); stderr:\n{err}"
-    );
+    assert!(status.success() && out.contains("<html"), "chromium --dump-dom {url} failed ({status}); stderr:\n{err}");
     out
 }
 
@@ -195,27 +172,19 @@ async fn open_devtools(
 
     let start = Instant::now();
     let ws_url = loop {
-        let list = common::client()
-            .get(format!("http://{devtools}/json/list"))
-            .send()
-            .await;
+        let list = common::client().get(format!("http://{devtools}/json/list")).send().await;
         if let Ok(mut res) = list {
             if let Ok(body) = res.body().await {
                 let targets: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let page = targets.as_array().and_then(|a| {
-                    a.iter().find(|t| {
-                        t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(url))
-                    })
+                    a.iter().find(|t| t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(url)))
                 });
                 if let Some(ws) = page.and_then(|p| p["webSocketDebuggerUrl"].as_str()) {
                     break ws.to_string();
                 }
             }
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no DevTools page target for {url} at {devtools}"
-        );
+        assert!(start.elapsed() < Duration::from_secs(30), "no DevTools page target for {url} at {devtools}");
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     };
     let (_res, conn) = awc::Client::new()
@@ -238,10 +207,7 @@ where
         let id = self.next_id;
         self.next_id += 1;
         let msg = json!({ "id": id, "method": method, "params": params }).to_string();
-        self.conn
-            .send(awc::ws::Message::Text(msg.into()))
-            .await
-            .expect("DevTools send");
+        self.conn.send(awc::ws::Message::Text(msg.into())).await.expect("DevTools send");
         loop {
             let frame = tokio::time::timeout(Duration::from_secs(30), self.conn.next())
                 .await
@@ -272,10 +238,7 @@ where
     /// `Runtime.evaluate` of a JS expression; its value.
     async fn eval(&mut self, expr: &str) -> Value {
         let r = self
-            .call(
-                "Runtime.evaluate",
-                json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
-            )
+            .call("Runtime.evaluate", json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }))
             .await;
         if let Some(e) = r.get("exceptionDetails") {
             panic!("JS `{expr}` threw: {e}");
@@ -291,10 +254,7 @@ where
             if &v == want {
                 return v;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "`{expr}` is {v}, expected {want}"
-            );
+            assert!(start.elapsed() < Duration::from_secs(10), "`{expr}` is {v}, expected {want}");
             actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -317,11 +277,7 @@ async fn server_with_task(origin: &Origin) -> (TestServer, String, String) {
         "ip": "127.0.0.1", "hostName": "ui-host", "port": 20001,
         "path": "/peer/file/ui-file.bin-1", "version": "1.0.6", "pattern": "p2p",
     });
-    let (status, text) = common::call(
-        common::client().post(s.url("/peer/registry")),
-        Some(&body.to_string()),
-    )
-    .await;
+    let (status, text) = common::call(common::client().post(s.url("/peer/registry")), Some(&body.to_string())).await;
     let v = common::json(&text);
     assert_eq!((status, v["code"].as_i64()), (200, Some(200)), "{v}");
     let id = v["data"]["taskId"].as_str().unwrap().to_string();
@@ -331,10 +287,7 @@ async fn server_with_task(origin: &Origin) -> (TestServer, String, String) {
         if t["cdnStatus"] == "SUCCESS" {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "task not cached: {t}"
-        );
+        assert!(start.elapsed() < Duration::from_secs(20), "task not cached: {t}");
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
     (s, id, url)
@@ -343,9 +296,7 @@ async fn server_with_task(origin: &Origin) -> (TestServer, String, String) {
 /// The `<tr data-id="id">…</tr>` of a dumped DOM.
 fn task_row<'a>(dom: &'a str, id: &str) -> &'a str {
     let marker = format!("<tr data-id=\"{id}\"");
-    let start = dom
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no row for task {id} in the page:\n{dom}"));
+    let start = dom.find(&marker).unwrap_or_else(|| panic!("no row for task {id} in the page:\n{dom}"));
     let end = dom[start..].find("</tr>").map_or(dom.len(), |e| start + e);
     &dom[start..end]
 }
@@ -360,18 +311,12 @@ async fn ops_page_lists_the_task_and_pauses_it_in_headless_chromium() {
     // `/` leads to the page (awc follows the redirect)
     let (status, body) = common::call(common::client().get(s.url("/")), None).await;
     assert_eq!(status, 200);
-    assert!(
-        body.contains("id=\"tasks\""),
-        "`/` is not the ops page: {body}"
-    );
+    assert!(body.contains("id=\"tasks\""), "`/` is not the ops page: {body}");
 
     // 1. the task appears with its ID prefix, URL and status
     let dom = dump_dom(&bin, &page).await;
     let row = task_row(&dom, &id);
-    assert!(
-        row.contains(&format!("<code>{}</code>", &id[..12])),
-        "ID prefix in {row}"
-    );
+    assert!(row.contains(&format!("<code>{}</code>", &id[..12])), "ID prefix in {row}");
     assert!(row.contains(&url), "URL in {row}");
     assert!(row.contains(">SUCCESS"), "status in {row}");
     assert!(row.contains("class=\"pause\""), "pause button in {row}");
@@ -383,14 +328,10 @@ async fn ops_page_lists_the_task_and_pauses_it_in_headless_chromium() {
         "(() => {{ const r = document.querySelector('#tasks tr[data-id=\"{id}\"]'); \
          return r ? r.querySelector('td.status').textContent : null; }})()"
     );
-    let button_expr =
-        format!("document.querySelector('#tasks tr[data-id=\"{id}\"] button.pause').textContent");
+    let button_expr = format!("document.querySelector('#tasks tr[data-id=\"{id}\"] button.pause').textContent");
     cdp.wait_for(&status_expr, &json!("SUCCESS")).await;
     assert_eq!(cdp.eval(&button_expr).await, json!("Pause"));
-    cdp.eval(&format!(
-        "document.querySelector('#tasks tr[data-id=\"{id}\"] button.pause').click(); true"
-    ))
-    .await;
+    cdp.eval(&format!("document.querySelector('#tasks tr[data-id=\"{id}\"] button.pause').click(); true")).await;
     let start = Instant::now();
     loop {
         let (status, t) = get_json(&s, &format!("/api/v1/tasks/{id}")).await;
@@ -398,19 +339,14 @@ async fn ops_page_lists_the_task_and_pauses_it_in_headless_chromium() {
         if t["paused"] == true {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the pause button did not pause the task: {t}"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "the pause button did not pause the task: {t}");
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     cdp.wait_for(&status_expr, &json!("PAUSED")).await;
     assert_eq!(cdp.eval(&button_expr).await, json!("Resume"));
 
     // 3. a screenshot of the paused state
-    let shot = cdp
-        .call("Page.captureScreenshot", json!({ "format": "png" }))
-        .await;
+    let shot = cdp.call("Page.captureScreenshot", json!({ "format": "png" })).await;
     use base64::Engine;
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot["data"].as_str().expect("screenshot data"))
@@ -419,23 +355,14 @@ async fn ops_page_lists_the_task_and_pauses_it_in_headless_chromium() {
     let file = dir.path().join("ops-page.png");
     std::fs::write(&file, &png).unwrap();
     let written = std::fs::read(&file).unwrap();
-    assert!(
-        written.len() > 1000,
-        "screenshot is {} bytes",
-        written.len()
-    );
+    assert!(written.len() > 1000, "screenshot is {} bytes", written.len());
     assert_eq!(&written[..8], b"\x89PNG\r\n\x1a\n", "screenshot is a PNG");
 
     // 4. resume through the same button
-    cdp.eval(&format!(
-        "document.querySelector('#tasks tr[data-id=\"{id}\"] button.pause').click(); true"
-    ))
-    .await;
+    cdp.eval(&format!("document.querySelector('#tasks tr[data-id=\"{id}\"] button.pause').click(); true")).await;
     cdp.wait_for(&status_expr, &json!("SUCCESS")).await;
     let (_, t) = get_json(&s, &format!("/api/v1/tasks/{id}")).await;
     assert!(t.get("paused").is_none_or(|p| p == false), "resumed: {t}");
-    let err = cdp
-        .eval("document.getElementById('error').textContent")
-        .await;
+    let err = cdp.eval("document.getElementById('error').textContent").await;
     assert_eq!(err, json!(""), "the page shows an error");
 }
