@@ -15,7 +15,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use supernode_actors::cdn::store::CacheStore;
-use supernode_actors::cdn::CdnManager;
+use supernode_actors::cdn::{CdnManager, RunListeners};
 use supernode_actors::gc::GcActor;
 use supernode_actors::metrics::Metrics;
 use supernode_actors::peer_registry::RegisterPeer;
@@ -110,10 +110,13 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let tasks_addr = tasks_ctx.address();
     let cdn = {
         let (cdn_cfg, cached, metrics, policy) = (cfg.cdn.clone(), cached.clone(), metrics.clone(), policy.clone());
-        let (opened, finished, pieces) =
-            (tasks_addr.clone().recipient(), tasks_addr.clone().recipient(), scheduler.clone().recipient());
+        let listeners = RunListeners {
+            opened: tasks_addr.clone().recipient(),
+            finished: tasks_addr.clone().recipient(),
+            pieces: scheduler.clone().recipient(),
+        };
         CdnManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            CdnManager::new(store, cdn_cfg, cached, opened, finished, pieces, metrics, policy)
+            CdnManager::new(store, cdn_cfg, cached, listeners, metrics, policy)
         })
     };
     let limits = TaskLimits {

@@ -175,7 +175,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
             .map_err(|_| ApiError::BadRequest(format!("peerID: peer {:?} is not registered", r.peer_id)))?;
         Some(p)
     };
-    if peer.is_some() != !r.cid.is_empty() {
+    if peer.is_some() == r.cid.is_empty() {
         return Err(ApiError::BadRequest("cID and peerID: give both to register a download, or neither".into()));
     }
     if peer.is_some() && r.path.is_empty() {

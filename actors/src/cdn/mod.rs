@@ -87,6 +87,14 @@ enum Entry {
     Cached { size: u64, last_used: SystemTime, readers: u32 },
 }
 
+/// Where a run's news goes: the source's answer and the end of the run to the `TaskManager`,
+/// each written piece to the scheduler.
+pub struct RunListeners {
+    pub opened: Recipient<SourceOpened>,
+    pub finished: Recipient<CdnFinished>,
+    pub pieces: Recipient<CdnPieces>,
+}
+
 pub struct CdnManager {
     store: CacheStore,
     config: CdnConfig,
@@ -105,9 +113,7 @@ impl CdnManager {
         store: CacheStore,
         config: CdnConfig,
         cached: Vec<CachedFile>,
-        opened: Recipient<SourceOpened>,
-        finished: Recipient<CdnFinished>,
-        pieces: Recipient<CdnPieces>,
+        listeners: RunListeners,
         metrics: Arc<Metrics>,
         policy: SourcePolicy,
     ) -> Self {
@@ -118,6 +124,7 @@ impl CdnManager {
                 TaskId::parse(&f.meta.task_id).map(|id| (id, Entry::Cached { size: f.size, last_used, readers: 0 }))
             })
             .collect();
+        let RunListeners { opened, finished, pieces } = listeners;
         let mgr = CdnManager { store, config, entries, opened, finished, pieces, metrics, startup: cached, policy };
         mgr.update_usage();
         mgr

@@ -160,7 +160,7 @@ impl Service<ConnectInfo<Uri>> for GuardedConnector {
     actix_service::always_ready!();
 
     fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
-        let (resolver, tcp, policy) = (self.resolver.clone(), self.tcp.clone(), self.policy.clone());
+        let (resolver, tcp, policy) = (self.resolver.clone(), self.tcp, self.policy.clone());
         Box::pin(async move {
             let host = req.hostname().to_string();
             policy.check(&host, None).map_err(denied)?;

@@ -729,7 +729,7 @@ impl Handler<PieceSuccess> for PieceScheduler {
             return Err(SchedError::NotFound(format!("client {} is not registered for task {}", msg.cid, msg.task_id)));
         }
         let n = msg.range.piece_num();
-        if task.piece_size > 0 && msg.range.start % task.piece_size != 0 {
+        if task.piece_size > 0 && !msg.range.start.is_multiple_of(task.piece_size) {
             return Err(SchedError::Invalid(format!("pieceRange {} is not a piece of this task", msg.range)));
         }
         if (n as usize) >= task.cdn_md5.len().max(task.piece_total as usize) {
