@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::origin::{hex, Content, Origin};
 use common::TestServer;
+use common::{dfget_body, get_json, task_info, url_task_id, wait_done, wait_success};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use supernode::config::Config;
@@ -27,22 +28,6 @@ const PAYLOAD: u64 = PIECE - 5;
 // ---------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------
-
-/// The registration body exactly as dfget 1.0.6 sends it (§3.1), for `url`.
-fn dfget_body(url: &str, cid: &str) -> Value {
-    json!({
-        "superNodeIp": "127.0.0.1",
-        "rawUrl": url,
-        "taskUrl": url,
-        "cid": cid,
-        "ip": "127.0.0.1",
-        "hostName": "vm",
-        "port": 20001,
-        "path": format!("/peer/file/x-{cid}"),
-        "version": "1.0.6",
-        "pattern": "p2p",
-    })
-}
 
 fn with(mut body: Value, key: &str, value: Value) -> Value {
     body[key] = value;
@@ -94,42 +79,6 @@ async fn register_refused(s: &TestServer, body: &Value, code: i64) -> String {
     let msg = v["msg"].as_str().unwrap_or("").to_string();
     assert!(!msg.is_empty(), "no msg in {v}");
     msg
-}
-
-fn url_task_id(url: &str) -> String {
-    TaskId::compute(url, "", "", None).as_str().to_string()
-}
-
-async fn get_json(s: &TestServer, path: &str) -> (u16, Value) {
-    let (status, body) = common::call(common::client().get(s.url(path)), None).await;
-    let v =
-        if body.trim().is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
-    (status, v)
-}
-
-async fn task_info(s: &TestServer, id: &str) -> Value {
-    let (status, v) = get_json(s, &format!("/api/v1/tasks/{id}")).await;
-    assert_eq!(status, 200, "GET /api/v1/tasks/{id} → {v}");
-    v
-}
-
-/// Polls TaskInfo until `cdnStatus` is SUCCESS, FAILED or SOURCE_ERROR.
-async fn wait_done(s: &TestServer, id: &str, timeout: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let v = task_info(s, id).await;
-        match v["cdnStatus"].as_str() {
-            Some("SUCCESS") | Some("FAILED") | Some("SOURCE_ERROR") => return v,
-            _ if start.elapsed() > timeout => panic!("task {id} not done after {timeout:?}: {v}"),
-            _ => actix_web::rt::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
-async fn wait_success(s: &TestServer, id: &str, timeout: Duration) -> Value {
-    let v = wait_done(s, id, timeout).await;
-    assert_eq!(v["cdnStatus"], "SUCCESS", "task {id}: {v}");
-    v
 }
 
 /// Polls `cond` for up to 5 s.

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::origin::{Content, Origin};
 use common::TestServer;
-use serde_json::{json, Value};
+use common::{dfget_body, get_json, task_info, url_task_id, wait_done, wait_success, Control};
+use serde_json::Value;
 use supernode::config::Config;
-use supernode_actors::TaskId;
 
 const MIB: u64 = 1024 * 1024;
 /// Piece size for every source up to 200 MiB (§5.1).
@@ -34,6 +34,12 @@ struct Node {
     home: PathBuf,
 }
 
+impl Control for Node {
+    fn control_url(&self, path: &str) -> String {
+        self.url(path)
+    }
+}
+
 impl Node {
     fn of(s: &TestServer) -> Node {
         Node { ctl: format!("http://{}", s.control()), dl: s.download(), home: s.home_path() }
@@ -42,22 +48,6 @@ impl Node {
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.ctl, path)
     }
-}
-
-/// The registration body as dfget 1.0.6 sends it (§3.1).
-fn dfget_body(url: &str, cid: &str) -> Value {
-    json!({
-        "superNodeIp": "127.0.0.1",
-        "rawUrl": url,
-        "taskUrl": url,
-        "cid": cid,
-        "ip": "127.0.0.1",
-        "hostName": "vm",
-        "port": 20001,
-        "path": format!("/peer/file/x-{cid}"),
-        "version": "1.0.6",
-        "pattern": "p2p",
-    })
 }
 
 /// `POST /peer/registry`: HTTP status and the parsed ResultInfo.
@@ -81,42 +71,6 @@ async fn register_ok(n: &Node, url: &str, cid: &str) -> String {
     let id = v["data"]["taskId"].as_str().expect("taskId").to_string();
     assert_eq!(id, url_task_id(url), "{v}");
     id
-}
-
-fn url_task_id(url: &str) -> String {
-    TaskId::compute(url, "", "", None).as_str().to_string()
-}
-
-async fn get_json(n: &Node, path: &str) -> (u16, Value) {
-    let (status, body) = common::call(common::client().get(n.url(path)), None).await;
-    let v =
-        if body.trim().is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
-    (status, v)
-}
-
-async fn task_info(n: &Node, id: &str) -> Value {
-    let (status, v) = get_json(n, &format!("/api/v1/tasks/{id}")).await;
-    assert_eq!(status, 200, "GET /api/v1/tasks/{id} → {v}");
-    v
-}
-
-/// Polls TaskInfo until `cdnStatus` is SUCCESS, FAILED or SOURCE_ERROR.
-async fn wait_done(n: &Node, id: &str, timeout: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let v = task_info(n, id).await;
-        match v["cdnStatus"].as_str() {
-            Some("SUCCESS") | Some("FAILED") | Some("SOURCE_ERROR") => return v,
-            _ if start.elapsed() > timeout => panic!("task {id} not done after {timeout:?}: {v}"),
-            _ => actix_web::rt::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
-async fn wait_success(n: &Node, id: &str, timeout: Duration) -> Value {
-    let v = wait_done(n, id, timeout).await;
-    assert_eq!(v["cdnStatus"], "SUCCESS", "task {id}: {v}");
-    v
 }
 
 /// dfget's first `/peer/task` poll (status 700) for client `cid` (§3.2): the ResultInfo.

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use common::origin::Origin;
 use common::TestServer;
+use common::{dfget_body, url_task_id, wait_done};
 use serde_json::{json, Value};
 use supernode::config::Config;
-use supernode_actors::TaskId;
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -29,22 +29,6 @@ fn config_with(f: impl FnOnce(&mut Config)) -> Config {
 
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
-}
-
-/// The registration body as dfget 1.0.6 sends it (§3.1).
-fn dfget_body(url: &str, cid: &str) -> Value {
-    json!({
-        "superNodeIp": "127.0.0.1",
-        "rawUrl": url,
-        "taskUrl": url,
-        "cid": cid,
-        "ip": "127.0.0.1",
-        "hostName": "vm",
-        "port": 20001,
-        "path": format!("/peer/file/x-{cid}"),
-        "version": "1.0.6",
-        "pattern": "p2p",
-    })
 }
 
 fn with(mut body: Value, key: &str, value: Value) -> Value {
@@ -111,25 +95,6 @@ async fn register_ok(s: &TestServer, body: &Value) -> String {
     let v = r.json();
     assert_eq!(v["code"], 200, "registration {body} → {}", r.text);
     v["data"]["taskId"].as_str().expect("taskId").to_string()
-}
-
-fn url_task_id(url: &str) -> String {
-    TaskId::compute(url, "", "", None).as_str().to_string()
-}
-
-/// Polls TaskInfo until the CDN run ends.
-async fn wait_done(s: &TestServer, id: &str, timeout: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let r = get(s, &format!("/api/v1/tasks/{id}")).await;
-        assert_eq!(r.status, 200, "TaskInfo {id}: {}", r.text);
-        let v = r.json();
-        match v["cdnStatus"].as_str() {
-            Some("SUCCESS") | Some("FAILED") | Some("SOURCE_ERROR") => return v,
-            _ if start.elapsed() > timeout => panic!("task {id} not done after {timeout:?}: {v}"),
-            _ => actix_web::rt::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
 }
 
 async fn origin_with_file(path: &str) -> (Origin, String) {

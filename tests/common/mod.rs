@@ -70,3 +70,73 @@ pub async fn call(req: awc::ClientRequest, body: Option<&str>) -> (u16, String) 
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
+
+/// Anything with a control API address: the in-process server, or a test's handle on a child process.
+pub trait Control {
+    fn control_url(&self, path: &str) -> String;
+}
+
+impl Control for TestServer {
+    fn control_url(&self, path: &str) -> String {
+        self.url(path)
+    }
+}
+
+/// The registration body exactly as dfget 1.0.6 sends it (§3.1), for `url`.
+pub fn dfget_body(url: &str, cid: &str) -> serde_json::Value {
+    serde_json::json!({
+        "superNodeIp": "127.0.0.1",
+        "rawUrl": url,
+        "taskUrl": url,
+        "cid": cid,
+        "ip": "127.0.0.1",
+        "hostName": "vm",
+        "port": 20001,
+        "path": format!("/peer/file/x-{cid}"),
+        "version": "1.0.6",
+        "pattern": "p2p",
+    })
+}
+
+/// The taskID a registration of `url` without md5, identifier or Range gets.
+pub fn url_task_id(url: &str) -> String {
+    supernode_actors::TaskId::compute(url, "", "", None).as_str().to_string()
+}
+
+/// GET a control path; the body as JSON (`Null` when empty, a string when not JSON).
+pub async fn get_json(s: &impl Control, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = call(client().get(s.control_url(path)), None).await;
+    let v = if body.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body))
+    };
+    (status, v)
+}
+
+/// TaskInfo of `id`, which must exist.
+pub async fn task_info(s: &impl Control, id: &str) -> serde_json::Value {
+    let (status, v) = get_json(s, &format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(status, 200, "GET /api/v1/tasks/{id} → {v}");
+    v
+}
+
+/// Polls TaskInfo until `cdnStatus` is SUCCESS, FAILED or SOURCE_ERROR.
+pub async fn wait_done(s: &impl Control, id: &str, timeout: std::time::Duration) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let v = task_info(s, id).await;
+        match v["cdnStatus"].as_str() {
+            Some("SUCCESS") | Some("FAILED") | Some("SOURCE_ERROR") => return v,
+            _ if start.elapsed() > timeout => panic!("task {id} not done after {timeout:?}: {v}"),
+            _ => actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Polls TaskInfo until the CDN run ends, which must be SUCCESS.
+pub async fn wait_success(s: &impl Control, id: &str, timeout: std::time::Duration) -> serde_json::Value {
+    let v = wait_done(s, id, timeout).await;
+    assert_eq!(v["cdnStatus"], "SUCCESS", "task {id}: {v}");
+    v
+}
