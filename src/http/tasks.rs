@@ -101,6 +101,11 @@ impl From<Task> for TaskInfo {
     }
 }
 
+/// The v1 API names sources by peer ID; the scheduler knows them by their download's CID.
+async fn client_of_peer(state: &AppState, task_id: &TaskId, peer_id: &str) -> Result<Option<String>, ApiError> {
+    Ok(state.scheduler.send(ResolvePeer { task_id: task_id.clone(), peer_id: PeerId::from_raw(peer_id) }).await?)
+}
+
 fn task_id(raw: &str) -> Result<TaskId, ApiError> {
     TaskId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("task {raw:?} not found")))
 }
@@ -397,11 +402,7 @@ async fn pull_pieces(
                 r.piece_result
             ))
         })?;
-        let dst = state
-            .scheduler
-            .send(ResolvePeer { task_id: id.clone(), peer_id: PeerId::from_raw(&r.dst_pid) })
-            .await?
-            .unwrap_or_default();
+        let dst = client_of_peer(&state, &id, &r.dst_pid).await?.unwrap_or_default();
         Some((range, dst, result))
     } else {
         None
@@ -456,11 +457,7 @@ async fn update_piece(
     let result = parse_result(&r.piece_status).ok_or_else(|| {
         ApiError::BadRequest(format!("pieceStatus: {:?} is not FAILED, SUCCESS, INVALID or SEMISUC", r.piece_status))
     })?;
-    let dst_cid = state
-        .scheduler
-        .send(ResolvePeer { task_id: id.clone(), peer_id: PeerId::from_raw(&r.dst_pid) })
-        .await?
-        .unwrap_or_default();
+    let dst_cid = client_of_peer(&state, &id, &r.dst_pid).await?.unwrap_or_default();
     state
         .scheduler
         .send(ApplyPieceResult { task_id: id, cid: r.client_id, dst_cid, range, result })
@@ -504,11 +501,7 @@ async fn piece_error(
     if state.tasks.send(GetTask(id.clone())).await?.is_none() {
         return Err(ApiError::NotFound(format!("task {id} not found")));
     }
-    let dst = state
-        .scheduler
-        .send(ResolvePeer { task_id: id.clone(), peer_id: PeerId::from_raw(&r.dst_pid) })
-        .await?
-        .unwrap_or(r.dst_pid);
+    let dst = client_of_peer(&state, &id, &r.dst_pid).await?.unwrap_or(r.dst_pid);
     handle_piece_error(&state, ReportPieceError { task_id: id, reporter: r.src_cid, dst, kind, range: Some(range) })
         .await?;
     Ok(HttpResponse::Ok().finish())
