@@ -818,6 +818,8 @@ async fn metrics_move_with_downloads_and_collections() {
     assert_eq!(get("dragonfly_supernode_tasks_registered_total", &[]), 1.0);
     assert_eq!(get("dragonfly_supernode_peers", &[("peer", "127.0.0.2")]), 1.0);
     assert_eq!(get("dragonfly_dfget_download_total", &[("peer", "127.0.0.2")]), 1.0);
+    assert_eq!(get("dragonfly_supernode_dfgettasks", &[("status", "SUCCESS")]), 1.0, "the finished run");
+    assert_eq!(get("dragonfly_supernode_dfgettasks", &[("status", "RUNNING")]), 0.0);
 
     // GC runs are counted, per kind
     eventually!(Duration::from_secs(5), "meta GC runs counted", gc_runs(&s, "meta").await >= meta0 + 2.0);

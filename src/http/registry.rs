@@ -291,6 +291,7 @@ async fn register(
         super_node_ip: r.super_node_ip.clone(),
         serves,
         as_seed: r.as_seed,
+        call_system: r.call_system.clone().unwrap_or_default(),
     };
     let as_seed = match state.scheduler.send(client).await? {
         Ok(granted) => granted,

@@ -209,6 +209,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
             super_node_ip: r.supernode_ip.clone(),
             serves: p.port != 0,
             as_seed: false,
+            call_system: r.call_system.clone().unwrap_or_default(),
         };
         state.scheduler.send(client).await?.map_err(sched_error)?;
     }

@@ -79,6 +79,36 @@ struct Running {
     since: Instant,
 }
 
+/// Where one dfget run is, for the `dfgettasks` gauge (Go's dfget task statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DfgetState {
+    Waiting,
+    Running,
+    Success,
+    Failed,
+}
+
+impl DfgetState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DfgetState::Waiting => "WAITING",
+            DfgetState::Running => "RUNNING",
+            DfgetState::Success => "SUCCESS",
+            DfgetState::Failed => "FAILED",
+        }
+    }
+
+    /// The state a poll's reply puts the run in; `None` leaves it as it was.
+    fn after(reply: &PollReply) -> Option<DfgetState> {
+        match reply {
+            PollReply::Finish { .. } | PollReply::Ended => Some(DfgetState::Success),
+            PollReply::CdnFailed(_) | PollReply::SourceError(_) => Some(DfgetState::Failed),
+            PollReply::Continue(_) | PollReply::Wait(_) | PollReply::Limited => Some(DfgetState::Running),
+            PollReply::NotFound(_) | PollReply::Invalid(_) => None,
+        }
+    }
+}
+
 /// One dfget run downloading one task.
 struct Client {
     peer_id: PeerId,
@@ -101,6 +131,8 @@ struct Client {
     /// Registered with `asSeed` and accepted as a seed of its taskURL (§16 P17).
     seed: bool,
     last_seen: Instant,
+    call_system: String,
+    state: DfgetState,
 }
 
 impl Client {
@@ -241,11 +273,21 @@ impl PieceScheduler {
         }
     }
 
+    fn set_state(&mut self, task_id: &TaskId, cid: &str, state: DfgetState) {
+        let Some(c) = self.tasks.get_mut(task_id).and_then(|t| t.clients.get_mut(cid)) else { return };
+        if c.state != state {
+            self.metrics.dfgettasks.with_label_values(&[&c.call_system, c.state.as_str()]).dec();
+            self.metrics.dfgettasks.with_label_values(&[&c.call_system, state.as_str()]).inc();
+            c.state = state;
+        }
+    }
+
     fn remove_client(&mut self, task_id: &TaskId, cid: &str) {
         self.release_all(task_id, cid);
         if let Some(task) = self.tasks.get_mut(task_id) {
-            if task.clients.remove(cid).is_some() {
+            if let Some(c) = task.clients.remove(cid) {
                 self.client_count -= 1;
+                self.metrics.dfgettasks.with_label_values(&[&c.call_system, c.state.as_str()]).dec();
             }
             for h in &mut task.holders {
                 h.swap_remove(cid);
@@ -561,6 +603,8 @@ pub struct RegisterClient {
     pub serves: bool,
     /// Offers its copy as a seed of the task's URL (§16 P17).
     pub as_seed: bool,
+    /// dfget's `--callsystem` (metrics label).
+    pub call_system: String,
 }
 
 impl Handler<RegisterClient> for PieceScheduler {
@@ -595,8 +639,11 @@ impl Handler<RegisterClient> for PieceScheduler {
                 down_since: None,
                 seed,
                 last_seen: Instant::now(),
+                call_system: msg.call_system.clone(),
+                state: DfgetState::Waiting,
             },
         );
+        self.metrics.dfgettasks.with_label_values(&[&msg.call_system, DfgetState::Waiting.as_str()]).inc();
         self.client_count += 1;
         self.metrics.clients.set(self.client_count as i64);
         Ok(seed)
@@ -683,7 +730,10 @@ impl Handler<Poll> for PieceScheduler {
             )));
         }
         match msg.status {
-            ClientStatus::Finished => return MessageResult(PollReply::Ended),
+            ClientStatus::Finished => {
+                self.set_state(&msg.task_id, &msg.cid, DfgetState::Success);
+                return MessageResult(PollReply::Ended);
+            }
             ClientStatus::Running => match msg.report {
                 Some((_, _, PieceResult::Invalid)) | None => {
                     return MessageResult(PollReply::Invalid(
@@ -703,6 +753,9 @@ impl Handler<Poll> for PieceScheduler {
             .map(|c| c.ip.to_string())
             .unwrap_or_default();
         self.metrics.schedule_duration_ms.with_label_values(&[&ip]).observe(started.elapsed().as_secs_f64() * 1000.0);
+        if let Some(state) = DfgetState::after(&reply) {
+            self.set_state(&msg.task_id, &msg.cid, state);
+        }
         MessageResult(reply)
     }
 }
