@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::origin::{hex, Content, Origin};
 use common::TestServer;
-use common::{dfget_body, get_json, task_info, url_task_id, wait_done, wait_success};
+use common::{cache_dir, data_path, dfget_body, eventually, get_json, task_info, url_task_id, wait_done, wait_success};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use supernode::config::Config;
@@ -79,23 +79,6 @@ async fn register_refused(s: &TestServer, body: &Value, code: i64) -> String {
     let msg = v["msg"].as_str().unwrap_or("").to_string();
     assert!(!msg.is_empty(), "no msg in {v}");
     msg
-}
-
-/// Polls `cond` for up to 5 s.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(5), "timed out: {what}");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn cache_dir(home: &Path, id: &str) -> PathBuf {
-    home.join("repo").join("download").join(&id[..3])
-}
-
-fn data_path(home: &Path, id: &str) -> PathBuf {
-    cache_dir(home, id).join(id)
 }
 
 fn suffixed(home: &Path, id: &str, suffix: &str) -> PathBuf {

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::origin::{Content, Origin};
 use common::TestServer;
-use common::{dfget_body, get_json, task_info, url_task_id, wait_done, wait_success, Control};
+use common::{
+    cache_dir, data_path, dfget_body, eventually, get_json, task_info, url_task_id, wait_done, wait_success, Control,
+};
 use serde_json::Value;
 use supernode::config::Config;
 
@@ -86,23 +88,6 @@ async fn assert_client_told_604(n: &Node, cid: &str, id: &str) {
     let v = first_poll(n, cid, id).await;
     assert_eq!(v["code"], 604, "/peer/task of a FAILED task (§16 P12): {v}");
     assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "604 without a reason: {v}");
-}
-
-/// Polls `cond` for up to 5 s.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(5), "timed out: {what}");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn cache_dir(home: &Path, id: &str) -> PathBuf {
-    home.join("repo").join("download").join(&id[..3])
-}
-
-fn data_path(home: &Path, id: &str) -> PathBuf {
-    cache_dir(home, id).join(id)
 }
 
 fn tmp_path(home: &Path, id: &str) -> PathBuf {

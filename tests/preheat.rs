@@ -671,18 +671,8 @@ fn check_info(v: &Value) {
 
 /// A dfget-style registration of `url`; returns the reply's `data` (code 200 asserted).
 async fn register(base: &str, url: &str, cid: &str) -> Value {
-    let body = json!({
-        "superNodeIp": "127.0.0.1",
-        "rawUrl": url,
-        "taskUrl": url,
-        "cid": cid,
-        "ip": "127.0.0.1",
-        "hostName": "vm",
-        "port": 20001,
-        "path": "/peer/file/x",
-        "version": "1.0.6",
-        "pattern": "p2p",
-    });
+    let mut body = common::dfget_body(url, cid);
+    body["path"] = json!("/peer/file/x");
     let (status, text) =
         common::call(common::client().post(format!("{base}/peer/registry")), Some(&body.to_string())).await;
     let v = common::json(&text);

@@ -140,3 +140,22 @@ pub async fn wait_success(s: &impl Control, id: &str, timeout: std::time::Durati
     assert_eq!(v["cdnStatus"], "SUCCESS", "task {id}: {v}");
     v
 }
+
+/// Polls `cond` for up to 5 s.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "timed out: {what}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// `<home>/repo/download/<id[0:3]>`.
+pub fn cache_dir(home: &std::path::Path, id: &str) -> PathBuf {
+    home.join("repo").join("download").join(&id[..3])
+}
+
+/// The CDN data file of task `id` under `home`.
+pub fn data_path(home: &std::path::Path, id: &str) -> PathBuf {
+    cache_dir(home, id).join(id)
+}
