@@ -49,7 +49,7 @@ impl Origin {
 
 impl Drop for Origin {
     fn drop(&mut self) {
-        let _ = self.handle.stop(false);
+        drop(self.handle.stop(false));
     }
 }
 

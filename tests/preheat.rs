@@ -392,7 +392,7 @@ impl Front {
 
 impl Drop for Front {
     fn drop(&mut self) {
-        let _ = self.handle.stop(false);
+        drop(self.handle.stop(false));
     }
 }
 
@@ -516,7 +516,7 @@ impl TokenServer {
 
 impl Drop for TokenServer {
     fn drop(&mut self) {
-        let _ = self.handle.stop(false);
+        drop(self.handle.stop(false));
     }
 }
 

@@ -163,3 +163,84 @@ async fn v1_piece_api_refuses_bad_input() {
         send(c.put(s.url(&format!("/api/v1/tasks/{id}"))), Some(json!({"peerID": "ghost-1.2.3.4"}))).await;
     assert_eq!(status, 404, "a peer without a download of the task");
 }
+
+/// Ranges are network input: one that is not a piece of the task is refused (400) on the
+/// v1 API and ignored in a `/peer/task` report, and never sizes anything. (A schemathesis
+/// run once aborted the server with `SEMISUC` for `40704138952-40704138952`.)
+#[actix_web::test]
+async fn ranges_that_are_not_pieces_of_the_task() {
+    let origin = Origin::start().await;
+    origin.add_generated("/two.bin", 5, LEN);
+    let s = common::start().await;
+    let (peer_a, id) = peer_with_client(&s, "host-a", 20001, "cid-a", &origin.url("/two.bin")).await;
+    wait_success(&s, &id).await;
+    let c = common::client();
+
+    for range in ["40704138952-40704138952", "58-40704138952", "8388608-12582911", "4194304-4194304", "1-1"] {
+        for status in ["SEMISUC", "FAILED", "SUCCESS"] {
+            let (code, body) = update(&s, &id, range, json!({"clientID": "cid-a", "pieceStatus": status})).await;
+            assert_eq!(code, 400, "{range} {status}: {body}");
+            assert!(body["message"].as_str().unwrap_or_default().contains(range), "{body}");
+        }
+        let poll = format!("/peer/task?srcCid=cid-a&dstCid=&range={range}&result=503&status=701&taskId={id}");
+        let (code, text) = common::call(c.get(s.url(&poll)), None).await;
+        assert_eq!(code, 200, "{text}");
+        let code = &common::json(&text)["code"];
+        assert!(code == 601 || code == 602, "a bad report does not stop scheduling: {text}");
+    }
+
+    let error = |range: &str| s.url(&format!("/api/v1/tasks/{id}/pieces/{range}/error"));
+    let report = json!({"dstPid": peer_a, "errorType": "FILE_NOT_EXIST"});
+    let (code, body) = send(c.post(error("%C3%AE%05y")), Some(report.clone())).await;
+    assert_eq!(code, 400, "a path range that is not `start-end`: {body}");
+    let mut other = report.clone();
+    other["range"] = json!("4194304-8388607");
+    let (code, body) = send(c.post(error("0-4194303")), Some(other)).await;
+    assert_eq!(code, 400, "the body's range must be the path's: {body}");
+    let mut same = report;
+    same["range"] = json!("0-4194303");
+    assert_eq!(send(c.post(error("0-4194303")), Some(same)).await.0, 200);
+
+    // Still scheduling normally: both pieces for a new client, and the piece API works.
+    let (_, id_b) = peer_with_client(&s, "host-b", 20002, "cid-b", &origin.url("/two.bin")).await;
+    let (code, list) = pull(&s, &id_b, "cid-b", 2, json!({})).await;
+    assert_eq!((code, pieces(&list).len()), (200, 2), "{list}");
+    assert_eq!(update(&s, &id, "4194304-8388607", json!({"clientID": "cid-a", "pieceStatus": "SEMISUC"})).await.0, 200);
+}
+
+/// The v1 task API answers a source that cannot be used with 422 and a failed CDN run's
+/// pieces with 409, each with the reason: never a 5xx for something the origin did.
+#[actix_web::test]
+async fn source_failures_are_client_errors() {
+    let origin = Origin::start().await;
+    origin.add_generated("/real.bin", 9, 3000);
+    let s = common::start().await;
+    let c = common::client();
+
+    let (code, body) = send(c.post(s.url("/api/v1/tasks")), Some(json!({"rawURL": origin.url("/missing.bin")}))).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["code"], 422);
+    assert!(body["message"].as_str().unwrap_or_default().contains("404"), "the origin's status is named: {body}");
+
+    let (code, peer) =
+        send(c.post(s.url("/api/v1/peers")), Some(json!({"IP": "127.0.0.1", "hostName": "host-m", "port": 20003})))
+            .await;
+    assert_eq!(code, 201, "{peer}");
+    let wrong_md5 = "0".repeat(32);
+    let create = json!({"rawURL": origin.url("/real.bin"), "md5": wrong_md5, "cID": "cid-m", "peerID": peer["ID"], "path": "/peer/file/m"});
+    let (code, task) = send(c.post(s.url("/api/v1/tasks")), Some(create)).await;
+    assert_eq!(code, 201, "{task}");
+    let id = task["ID"].as_str().unwrap_or_default().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, info) = send(c.get(s.url(&format!("/api/v1/tasks/{id}"))), None).await;
+        if info["cdnStatus"] == "FAILED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the md5 mismatch fails the run: {info}");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, body) = pull(&s, &id, "cid-m", 2, json!({})).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(!body["message"].as_str().unwrap_or_default().is_empty(), "{body}");
+}

@@ -127,11 +127,6 @@ pub struct PieceRange {
 }
 
 impl PieceRange {
-    /// `start / (end - start + 1)`.
-    pub fn piece_num(&self) -> u64 {
-        self.start / (self.end - self.start + 1)
-    }
-
     pub fn len(&self) -> u64 {
         self.end - self.start + 1
     }
@@ -227,7 +222,7 @@ mod tests {
     #[test]
     fn ranges() {
         let r: PieceRange = "4194304-8388607".parse().unwrap();
-        assert_eq!(r.piece_num(), 1);
+        assert_eq!((r.start, r.len()), (4194304, 4194304));
         assert!("".parse::<PieceRange>().is_err());
         assert!("5-4".parse::<PieceRange>().is_err());
         assert!("-1-4".parse::<PieceRange>().is_err());

@@ -19,9 +19,13 @@ pub enum ApiError {
     Forbidden(String),
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
-    /// The source (origin) failed; the request itself was fine.
+    /// The source the request names cannot be used (unreachable, error status, needs
+    /// credentials): a 4xx, since only a different request (URL, headers) can change that.
     #[error("{0}")]
-    BadGateway(String),
+    SourceFailed(String),
+    /// The task's state does not allow the request (its CDN run failed, a conflicting task).
+    #[error("{0}")]
+    Conflict(String),
     /// A configured limit (peers, tasks, clients) is reached.
     #[error("{0}")]
     Overloaded(String),
@@ -52,7 +56,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::SourceFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Overloaded(_) | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -149,12 +149,13 @@ struct TaskCreateResponse {
     cdn_source: &'static str,
 }
 
-/// Source failures on the v1 API: the gateway (this server) could not use the source.
+/// Registration failures on the v1 API.
 fn register_error(e: RegisterError) -> ApiError {
     match &e {
         RegisterError::TooMany(_) => ApiError::Overloaded(e.to_string()),
         RegisterError::Denied(m) => ApiError::Forbidden(m.clone()),
-        _ => ApiError::BadGateway(e.to_string()),
+        RegisterError::Conflict(_) => ApiError::Conflict(e.to_string()),
+        RegisterError::SourceUnreachable(_) | RegisterError::SourceAuth(_) => ApiError::SourceFailed(e.to_string()),
     }
 }
 
@@ -425,7 +426,7 @@ async fn pull_pieces(
         PollReply::Finish { .. } | PollReply::Ended | PollReply::Wait(_) | PollReply::Limited => Vec::new(),
         PollReply::NotFound(m) => return Err(ApiError::NotFound(m)),
         PollReply::Invalid(m) => return Err(ApiError::BadRequest(m)),
-        PollReply::CdnFailed(m) | PollReply::SourceError(m) => return Err(ApiError::BadGateway(m)),
+        PollReply::CdnFailed(m) | PollReply::SourceError(m) => return Err(ApiError::Conflict(m)),
     };
     Ok(json_response(StatusCode::OK, &pieces))
 }
@@ -468,7 +469,7 @@ async fn update_piece(
 }
 
 /// PieceErrorRequest: the keys this server reads (`taskId`, `dstIP`, `realMd5`,
-/// `expectedMd5` are accepted and ignored; the path names the task).
+/// `expectedMd5` are accepted and ignored; the path names the task and the piece).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct PieceErrorRequest {
@@ -489,16 +490,18 @@ async fn piece_error(
 ) -> Result<HttpResponse, ApiError> {
     let (raw_id, raw_range) = path.into_inner();
     let id = task_id(&raw_id)?;
+    let range: PieceRange = raw_range.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
     let body = read_body(&req, payload).await?;
     let r: PieceErrorRequest = bind_json(&body)?;
+    if !r.range.is_empty() && r.range != raw_range {
+        return Err(ApiError::BadRequest(format!("range: {:?} differs from the path's {raw_range:?}", r.range)));
+    }
     let kind = parse_error_type(&r.error_type).ok_or_else(|| {
         ApiError::BadRequest(format!("errorType: {:?} is not FILE_NOT_EXIST or FILE_MD5_NOT_MATCH", r.error_type))
     })?;
     if r.dst_pid.is_empty() {
         return Err(ApiError::BadRequest("dstPid: empty value".into()));
     }
-    let range_text = if r.range.is_empty() { raw_range } else { r.range };
-    let range: PieceRange = range_text.parse().map_err(|e| ApiError::BadRequest(format!("range: {e}")))?;
     if state.tasks.send(GetTask(id.clone())).await?.is_none() {
         return Err(ApiError::NotFound(format!("task {id} not found")));
     }

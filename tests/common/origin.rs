@@ -365,7 +365,7 @@ impl Origin {
 impl Drop for Origin {
     fn drop(&mut self) {
         // The stop command is sent when `stop` is called; the returned future only waits.
-        let _ = self.handle.stop(false);
+        drop(self.handle.stop(false));
     }
 }
 

@@ -199,6 +199,21 @@ impl TaskState {
             last_access: Instant::now(),
         }
     }
+
+    /// The piece number of `range`, if it is one of this task's pieces exactly as handed out
+    /// (a whole slot, the last one too): ranges come from the network, and a piece number
+    /// sizes per-client bitmaps.
+    fn piece_of(&self, range: PieceRange) -> Result<u64, SchedError> {
+        if self.piece_size == 0 || !range.start.is_multiple_of(self.piece_size) || range.len() != self.piece_size {
+            return Err(SchedError::Invalid(format!("pieceRange {range} is not a piece of this task")));
+        }
+        let n = range.start / self.piece_size;
+        let known = self.cdn_md5.len().max(self.piece_total as usize) as u64;
+        if n >= known {
+            return Err(SchedError::Invalid(format!("pieceRange {range} is past the end of the task")));
+        }
+        Ok(n)
+    }
 }
 
 pub struct PieceScheduler {
@@ -306,8 +321,12 @@ impl PieceScheduler {
     }
 
     /// A piece outcome reported by `cid` (§7.6).
+    /// A range that is not a piece of the task is ignored: the v1 API refuses it before this.
     fn apply_result(&mut self, task_id: &TaskId, cid: &str, range: PieceRange, dst: &str, result: PieceResult) {
-        let n = range.piece_num();
+        let Some(Ok(n)) = self.tasks.get(task_id).map(|t| t.piece_of(range)) else {
+            tracing::debug!(%task_id, cid, %range, "ignoring a report for a range that is not a piece of the task");
+            return;
+        };
         let released = self.release(task_id, cid, n);
         let Some(task) = self.tasks.get_mut(task_id) else { return };
         match result {
@@ -781,13 +800,7 @@ impl Handler<PieceSuccess> for PieceScheduler {
         if !task.clients.contains_key(&msg.cid) {
             return Err(SchedError::NotFound(format!("client {} is not registered for task {}", msg.cid, msg.task_id)));
         }
-        let n = msg.range.piece_num();
-        if task.piece_size > 0 && !msg.range.start.is_multiple_of(task.piece_size) {
-            return Err(SchedError::Invalid(format!("pieceRange {} is not a piece of this task", msg.range)));
-        }
-        if (n as usize) >= task.cdn_md5.len().max(task.piece_total as usize) {
-            return Err(SchedError::Invalid(format!("pieceRange {} is past the end of the task", msg.range)));
-        }
+        let n = task.piece_of(msg.range)?;
         if self.is_super(&msg.task_id, &msg.dst_cid) {
             self.metrics.pieces_downloaded_bytes.inc_by(msg.range.len());
         }
@@ -880,10 +893,10 @@ impl Handler<ReportPieceError> for PieceScheduler {
             return MessageResult(match (msg.kind, msg.range) {
                 (PieceErrorKind::FileNotExist, _) => PieceErrorFollowUp::CheckCdnFile,
                 (PieceErrorKind::Md5NotMatch, Some(r)) => {
-                    let n = r.piece_num() as usize;
-                    match task.cdn_md5.get(n).cloned().flatten() {
+                    let n = task.piece_of(r).unwrap_or(u64::MAX);
+                    match task.cdn_md5.get(n as usize).cloned().flatten() {
                         Some(md5) => PieceErrorFollowUp::VerifyCdnPiece {
-                            offset: n as u64 * task.piece_size,
+                            offset: n * task.piece_size,
                             len: task.piece_size,
                             expected_md5: md5.split(':').next().unwrap_or("").to_string(),
                         },
@@ -901,7 +914,7 @@ impl Handler<ReportPieceError> for PieceScheduler {
         let Some(dst_cid) = dst_cid else { return MessageResult(PieceErrorFollowUp::Nothing) };
         match (msg.kind, msg.range) {
             (PieceErrorKind::Md5NotMatch, Some(r)) => {
-                if let Some(h) = task.holders.get_mut(r.piece_num() as usize) {
+                if let Some(h) = task.piece_of(r).ok().and_then(|n| task.holders.get_mut(n as usize)) {
                     h.swap_remove(&dst_cid);
                 }
             }
@@ -1039,13 +1052,11 @@ impl Handler<ApplyPieceResult> for PieceScheduler {
                 ctx,
             ),
             result => {
-                let known = self.tasks.get(&msg.task_id).is_some_and(|t| t.clients.contains_key(&msg.cid));
-                if !known {
-                    return Err(SchedError::NotFound(format!(
-                        "client {} is not registered for task {}",
-                        msg.cid, msg.task_id
-                    )));
-                }
+                let task =
+                    self.tasks.get(&msg.task_id).filter(|t| t.clients.contains_key(&msg.cid)).ok_or_else(|| {
+                        SchedError::NotFound(format!("client {} is not registered for task {}", msg.cid, msg.task_id))
+                    })?;
+                task.piece_of(msg.range)?;
                 self.apply_result(&msg.task_id, &msg.cid, msg.range, &msg.dst_cid, result);
                 Ok(())
             }
