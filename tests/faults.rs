@@ -294,6 +294,49 @@ async fn file_over_the_cache_quota_fails_and_others_are_still_served() {
 }
 
 // ---------------------------------------------------------------------------------------
+// cache directory not writable
+// ---------------------------------------------------------------------------------------
+
+/// The task's cache directory cannot be created (a plain file is in its place; tests run as
+/// root, where permission bits would not stop the writer): the task fails with a reason
+/// naming the cache, others are served, and once the directory can be made a new
+/// registration succeeds.
+#[actix_web::test]
+async fn unwritable_cache_directory_fails_the_task_and_others_are_still_served() {
+    let s = common::start().await;
+    let n = Node::of(&s);
+    let origin = Origin::start().await;
+    origin.add_generated("/blocked.bin", 21, 2 * MIB);
+    let blocked = origin.url("/blocked.bin");
+    let id = url_task_id(&blocked);
+    let other = (0..)
+        .map(|i| format!("/other-{i}.bin"))
+        .find(|p| url_task_id(&origin.url(p))[..3] != id[..3])
+        .unwrap_or_default();
+    origin.add_generated(&other, 22, 2 * MIB);
+
+    let dir = cache_dir(&n.home, &id);
+    std::fs::create_dir_all(dir.parent().unwrap_or(&n.home)).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+
+    register_ok(&n, &blocked, "127.0.0.1-1-1.000").await;
+    let info = wait_done(&n, &id, Duration::from_secs(20)).await;
+    assert_eq!(info["cdnStatus"], "FAILED", "{info}");
+    let reason = info["errorMsg"].as_str().unwrap_or("");
+    assert!(reason.contains("cache not writable"), "errorMsg names the cache: {info}");
+    assert_client_told_604(&n, "127.0.0.1-1-1.000", &id).await;
+
+    let other_id = register_ok(&n, &origin.url(&other), "127.0.0.1-2-2.000").await;
+    wait_success(&n, &other_id, Duration::from_secs(20)).await;
+    assert_served_identical(&n, &other_id, &origin.content(&other)).await;
+
+    std::fs::remove_file(&dir).unwrap();
+    register_ok(&n, &blocked, "127.0.0.1-3-3.000").await;
+    wait_success(&n, &id, Duration::from_secs(20)).await;
+    assert_served_identical(&n, &id, &origin.content("/blocked.bin")).await;
+}
+
+// ---------------------------------------------------------------------------------------
 // SIGKILL mid-CDN and restart (the real binary)
 // ---------------------------------------------------------------------------------------
 
