@@ -320,8 +320,8 @@ impl PieceScheduler {
         self.tasks.remove(task_id);
     }
 
-    /// A piece outcome reported by `cid` (§7.6).
-    /// A range that is not a piece of the task is ignored: the v1 API refuses it before this.
+    /// A piece outcome reported by `cid` (§7.6); a range that is not a piece of the task is
+    /// ignored (the v1 API refuses it before this).
     fn apply_result(&mut self, task_id: &TaskId, cid: &str, range: PieceRange, dst: &str, result: PieceResult) {
         let Some(Ok(n)) = self.tasks.get(task_id).map(|t| t.piece_of(range)) else {
             tracing::debug!(%task_id, cid, %range, "ignoring a report for a range that is not a piece of the task");
@@ -893,9 +893,9 @@ impl Handler<ReportPieceError> for PieceScheduler {
             return MessageResult(match (msg.kind, msg.range) {
                 (PieceErrorKind::FileNotExist, _) => PieceErrorFollowUp::CheckCdnFile,
                 (PieceErrorKind::Md5NotMatch, Some(r)) => {
-                    let n = task.piece_of(r).unwrap_or(u64::MAX);
-                    match task.cdn_md5.get(n as usize).cloned().flatten() {
-                        Some(md5) => PieceErrorFollowUp::VerifyCdnPiece {
+                    let piece = task.piece_of(r).ok().and_then(|n| Some((n, task.cdn_md5.get(n as usize)?.clone()?)));
+                    match piece {
+                        Some((n, md5)) => PieceErrorFollowUp::VerifyCdnPiece {
                             offset: n * task.piece_size,
                             len: task.piece_size,
                             expected_md5: md5.split(':').next().unwrap_or("").to_string(),
