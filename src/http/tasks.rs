@@ -110,6 +110,14 @@ fn task_id(raw: &str) -> Result<TaskId, ApiError> {
     TaskId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("task {raw:?} not found")))
 }
 
+/// `/api/v1/tasks/{id}/pieces/{pieceRange}…`: the task ID and the piece range.
+fn piece_path(path: web::Path<(String, String)>) -> Result<(TaskId, PieceRange), ApiError> {
+    let (raw_id, raw_range) = path.into_inner();
+    let id = task_id(&raw_id)?;
+    let range = raw_range.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
+    Ok((id, range))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct TaskCreateRequest {
@@ -448,9 +456,7 @@ async fn update_piece(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_id, raw_range) = path.into_inner();
-    let id = task_id(&raw_id)?;
-    let range: PieceRange = raw_range.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
+    let (id, range) = piece_path(path)?;
     let body = read_body(&req, payload).await?;
     let r: PieceUpdateRequest = bind_json(&body)?;
     if r.client_id.is_empty() {
@@ -488,13 +494,11 @@ async fn piece_error(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_id, raw_range) = path.into_inner();
-    let id = task_id(&raw_id)?;
-    let range: PieceRange = raw_range.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
+    let (id, range) = piece_path(path)?;
     let body = read_body(&req, payload).await?;
     let r: PieceErrorRequest = bind_json(&body)?;
-    if !r.range.is_empty() && r.range != raw_range {
-        return Err(ApiError::BadRequest(format!("range: {:?} differs from the path's {raw_range:?}", r.range)));
+    if !r.range.is_empty() && r.range.parse() != Ok(range) {
+        return Err(ApiError::BadRequest(format!("range: {:?} differs from the path's {range}", r.range)));
     }
     let kind = parse_error_type(&r.error_type).ok_or_else(|| {
         ApiError::BadRequest(format!("errorType: {:?} is not FILE_NOT_EXIST or FILE_MD5_NOT_MATCH", r.error_type))
