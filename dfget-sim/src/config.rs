@@ -1,0 +1,100 @@
+//! What one simulated dfget run is told to do, and the loopback-only rule.
+//!
+//! Besides dfget's own options, the configuration carries the knobs tests need and dfget lacks:
+//! fault injection, a cap on concurrent pieces, a slow-peer delay and overridable timeouts.
+//! The peer only ever talks to loopback addresses, so a test cannot reach out of the machine.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What one simulated dfget run does.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// Supernode control address, `host:port` (`127.0.0.1:8002`); `:8002` is added when missing.
+    pub node: String,
+    /// This peer's IP: registered as `ip`, part of the cid, the uploader's bind address. Loopback.
+    pub ip: Ipv4Addr,
+    /// Uploader port; 0 = pick a free one in dfget's 15000–65000 range.
+    pub port: u16,
+    /// URL to download (`rawUrl` and `taskUrl`).
+    pub url: String,
+    /// Output file; also the uploader's data file (dfget's `.service` file).
+    pub output: PathBuf,
+    /// `--md5`: expected md5 of the file (the supernode also hashes it into the task id).
+    pub md5: Option<String>,
+    /// `--identifier` (sent only when there is no md5).
+    pub identifier: Option<String>,
+    /// `--header "K: V"` entries (sent in the registration; the supernode passes them to the origin).
+    pub headers: Vec<String>,
+    /// `--callsystem`.
+    pub callsystem: Option<String>,
+    /// Fault: the uploader serves every piece with one flipped payload byte (same length).
+    pub corrupt_uploads: bool,
+    /// Most pieces fetched at once. dfget starts one download per handed-out piece (the server's
+    /// `peerDownLimit` bounds them); the default 16 never binds with a compliant server.
+    pub piece_concurrency: usize,
+    /// Whole-download timeout; `None` = dfget's `fileLength / 64 KiB + 10 s` (5 min if unknown).
+    pub download_timeout: Option<Duration>,
+    /// One piece download; `None` = dfget's `pieceSize / 64 KiB + 10 s`.
+    pub piece_timeout: Option<Duration>,
+    /// Control-plane request timeout (dfget: 5 s).
+    pub control_timeout: Duration,
+    /// Extra pause after each fetched piece before it is reported (a slow peer; default none).
+    pub piece_delay: Duration,
+    /// Host name sent in the registration; `None` = this host's name.
+    pub host_name: Option<String>,
+}
+
+impl PeerConfig {
+    /// A loopback peer (`127.0.0.1`, uploader on a free port) downloading `url` to `output`.
+    pub fn new(node: impl Into<String>, url: impl Into<String>, output: impl Into<PathBuf>) -> Self {
+        PeerConfig {
+            node: node.into(),
+            ip: Ipv4Addr::LOCALHOST,
+            port: 0,
+            url: url.into(),
+            output: output.into(),
+            md5: None,
+            identifier: None,
+            headers: Vec::new(),
+            callsystem: None,
+            corrupt_uploads: false,
+            piece_concurrency: 16,
+            download_timeout: None,
+            piece_timeout: None,
+            control_timeout: Duration::from_secs(5),
+            piece_delay: Duration::ZERO,
+            host_name: None,
+        }
+    }
+}
+
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+/// `(host, host:port)` of a supernode address, dfget's default port 8002 added when missing.
+pub(crate) fn split_node(node: &str) -> (String, String) {
+    match node.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.is_empty() && !h.ends_with(':') => (h.to_string(), node.to_string()),
+        _ => (node.to_string(), format!("{node}:8002")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes() {
+        assert_eq!(split_node("127.0.0.1:8002"), ("127.0.0.1".into(), "127.0.0.1:8002".into()));
+        assert_eq!(split_node("localhost"), ("localhost".into(), "localhost:8002".into()));
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(!is_loopback_host("10.0.0.1"));
+    }
+}

@@ -1,0 +1,360 @@
+//! One handed-out piece, from the 601 reply to its report: fetch, md5 check, write, report.
+//!
+//! Like dfget, the peer runs every piece the supernode hands out as a task of its own; the poll
+//! loop learns the outcome only through a queue, the supernode through `/peer/piece/suc` or
+//! `/peer/piece/error`. In source mode (`cdnSource: source`) pieces are bare source bytes and
+//! may come straight from the origin, which then has to be on loopback too.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::client::{lossy, stale_connection, Control};
+use crate::config::is_loopback_host;
+use crate::error::SimError;
+use crate::stats::Stats;
+use crate::wire::{
+    get_int, get_str, md5_hex, reply_code, DEFAULT_MIN_RATE, DFGET_VERSION, PIECE_META, PIECE_REPORT_OK, RESULT_FAIL,
+    RESULT_INVALID, RESULT_SEMISUC, STATUS_RUNNING, STATUS_START, SUPER_CID_PREFIX,
+};
+
+/// A `/peer/task` 601 data item.
+#[derive(Debug, Clone)]
+pub(crate) struct PieceTask {
+    pub(crate) range: String,
+    pub(crate) piece_num: u64,
+    pub(crate) piece_size: u64,
+    pub(crate) piece_md5: String,
+    pub(crate) cid: String,
+    pub(crate) peer_ip: String,
+    pub(crate) peer_port: u16,
+    pub(crate) path: String,
+}
+
+/// Decodes the 601 piece list; `None` when dfget could not decode it (or there is none).
+pub(crate) fn parse_continue(data: Option<&Value>) -> Option<Vec<PieceTask>> {
+    let list = data?.as_array()?;
+    let mut out = Vec::with_capacity(list.len());
+    for el in list {
+        if !el.is_object() {
+            return None;
+        }
+        let piece_num = get_int(el, "pieceNum")?;
+        let piece_size = get_int(el, "pieceSize")?;
+        let peer_port = get_int(el, "peerPort")?;
+        if piece_num < 0 || piece_size <= 0 || piece_size > u32::MAX as i64 || !(0..=65535).contains(&peer_port) {
+            return None;
+        }
+        out.push(PieceTask {
+            range: get_str(el, "range")?,
+            piece_num: piece_num as u64,
+            piece_size: piece_size as u64,
+            piece_md5: get_str(el, "pieceMd5")?,
+            cid: get_str(el, "cid")?,
+            peer_ip: get_str(el, "peerIp")?,
+            peer_port: peer_port as u16,
+            path: get_str(el, "path")?,
+        });
+    }
+    Some(out)
+}
+
+/// One item of the poll queue (dfget's `Piece` queue item): what the next `/peer/task` reports.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    pub(crate) dst_cid: String,
+    pub(crate) range: String,
+    pub(crate) result: u32,
+    pub(crate) status: u32,
+}
+
+impl Item {
+    /// The first poll's item: no piece, `result=502&status=700`.
+    pub(crate) fn start() -> Self {
+        Item { dst_cid: String::new(), range: String::new(), result: RESULT_INVALID, status: STATUS_START }
+    }
+}
+
+/// Messages from piece tasks to the poll loop.
+pub(crate) enum Event {
+    Outcome(Item),
+    /// The output file cannot be written: the run fails.
+    Fatal(SimError),
+}
+
+/// What the piece tasks of one run share.
+pub(crate) struct Shared {
+    pub(crate) control: Control,
+    pub(crate) cid: String,
+    pub(crate) task_id: String,
+    pub(crate) cdn_source: String,
+    pub(crate) file: Arc<File>,
+    /// The client for piece downloads (separate from the control plane's).
+    pub(crate) pieces: awc::Client,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) tx: mpsc::UnboundedSender<Event>,
+    /// Wakes the poll loop's 602 back-off when a success report got through.
+    pub(crate) notify: mpsc::UnboundedSender<()>,
+    pub(crate) sem: Semaphore,
+    pub(crate) piece_timeout: Option<Duration>,
+    pub(crate) piece_delay: Duration,
+    /// Source length from the registration.
+    pub(crate) file_length: i64,
+    /// Piece numbers written so far.
+    pub(crate) held: RefCell<HashSet<u64>>,
+}
+
+/// A piece error for `/peer/piece/error`.
+struct ClientError {
+    error_type: &'static str,
+    dst_cid: String,
+    dst_ip: String,
+    range: String,
+    real_md5: String,
+    expected_md5: String,
+}
+
+/// Clamps a range end to the source length (source mode).
+fn wipe_out_of_range(range: &str, max_len: i64) -> String {
+    let Some((a, b)) = range.split_once('-') else { return range.to_string() };
+    match b.parse::<i64>() {
+        Ok(end) if max_len >= 0 && end >= max_len => format!("{a}-{}", max_len - 1),
+        _ => range.to_string(),
+    }
+}
+
+/// Why a piece download failed, and the `/peer/piece/error` report it causes (if any).
+struct PieceFailure {
+    why: String,
+    report: Option<ClientError>,
+}
+
+fn failed(why: impl Into<String>) -> PieceFailure {
+    PieceFailure { why: why.into(), report: None }
+}
+
+/// One piece download (dfget's PowerClient): Ok(payload written) or the failure.
+async fn download_piece(sh: &Shared, it: &PieceTask) -> Result<(), PieceFailure> {
+    let source_mode = sh.cdn_source == "source";
+    let (url, host) = if it.path.contains("://") {
+        let host = it.path.split("://").nth(1).and_then(|r| r.split(['/', '?']).next()).unwrap_or("").to_string();
+        (it.path.clone(), host.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or(host))
+    } else {
+        (format!("http://{}:{}{}", it.peer_ip, it.peer_port, it.path), it.peer_ip.clone())
+    };
+    let what = format!("piece {} [{}] from {} ({url})", it.piece_num, it.range, it.cid);
+    if !is_loopback_host(&host) {
+        return Err(failed(format!("{what}: not a loopback source, refused")));
+    }
+    let mut range = it.range.clone();
+    if source_mode && sh.file_length > 0 {
+        range = wipe_out_of_range(&range, sh.file_length);
+    }
+    let timeout = sh.piece_timeout.unwrap_or_else(|| Duration::from_secs(it.piece_size / DEFAULT_MIN_RATE + 10));
+    let make = || {
+        let req = sh
+            .pieces
+            .get(url.as_str())
+            .camel_case()
+            .no_decompress()
+            .insert_header(("User-Agent", format!("dfget/{DFGET_VERSION}")))
+            .insert_header(("pieceNum", it.piece_num.to_string()))
+            .insert_header(("pieceSize", it.piece_size.to_string()))
+            .insert_header(("Range", format!("bytes={range}")))
+            .timeout(timeout);
+        if source_mode {
+            req.insert_header(("cdnSource", "source")).send()
+        } else {
+            req.send()
+        }
+    };
+    let limit = (it.piece_size as usize).saturating_mul(2).max(1 << 20);
+    let fetch = async {
+        let mut res = match make().await {
+            Ok(r) => r,
+            Err(e) if stale_connection(&e) => make().await.map_err(|e| failed(format!("{what}: {e}")))?,
+            Err(e) => return Err(failed(format!("{what}: {e}"))),
+        };
+        let status = res.status().as_u16();
+        if !(200..300).contains(&status) {
+            let report = (status == 404).then(|| ClientError {
+                error_type: "FILE_NOT_EXIST",
+                dst_cid: it.cid.clone(),
+                dst_ip: String::new(),
+                range: String::new(),
+                real_md5: String::new(),
+                expected_md5: String::new(),
+            });
+            return Err(PieceFailure { why: format!("{what}: HTTP {status}"), report });
+        }
+        res.body().limit(limit).await.map_err(|e| failed(format!("{what}: body: {e}")))
+    };
+    let body = match tokio::time::timeout(timeout, fetch).await {
+        Ok(r) => r?,
+        Err(_) => return Err(failed(format!("{what}: no complete answer within {:.1}s", timeout.as_secs_f64()))),
+    };
+    if !source_mode && (body.len() as u64) < PIECE_META {
+        return Err(failed(format!("{what}: {} bytes, shorter than the framing", body.len())));
+    }
+    // md5 check and write off the runtime thread
+    let expected = it.piece_md5.split(':').next().unwrap_or("").to_string();
+    let file = sh.file.clone();
+    let (piece_num, piece_size) = (it.piece_num, it.piece_size);
+    let checked = tokio::task::spawn_blocking(move || {
+        check_and_write(&body, &expected, &file, piece_num, piece_size, source_mode)
+    })
+    .await;
+    let fatal = |e: String| {
+        let _ = sh.tx.send(Event::Fatal(SimError::Io(format!("write piece: {e}"))));
+        failed(format!("{what}: write: {e}"))
+    };
+    match checked {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(real))) => Err(PieceFailure {
+            why: format!("{what}: md5 {real}, expected {}", it.piece_md5),
+            report: Some(ClientError {
+                error_type: "FILE_MD5_NOT_MATCH",
+                dst_cid: it.cid.clone(),
+                dst_ip: it.peer_ip.clone(),
+                range: it.range.clone(),
+                real_md5: real,
+                expected_md5: it.piece_md5.split(':').next().unwrap_or("").to_string(),
+            }),
+        }),
+        Ok(Err(e)) => Err(fatal(e.to_string())),
+        Err(e) => Err(fatal(e.to_string())),
+    }
+}
+
+/// Checks the md5 of the received bytes (when one is `expected`) and writes the payload at its
+/// place in the output file: `Ok(Err(real md5))` on a mismatch, `Err` when writing failed.
+fn check_and_write(
+    body: &Bytes,
+    expected: &str,
+    file: &File,
+    piece_num: u64,
+    piece_size: u64,
+    source_mode: bool,
+) -> Result<Result<(), String>, std::io::Error> {
+    if !expected.is_empty() {
+        let real = md5_hex(body);
+        if real != expected {
+            return Ok(Err(real));
+        }
+    }
+    let (payload, offset) = if source_mode {
+        (&body[..], piece_num.checked_mul(piece_size))
+    } else {
+        (&body[4..body.len() - 1], piece_num.checked_mul(piece_size - PIECE_META))
+    };
+    let offset = offset.ok_or_else(|| std::io::Error::other("piece offset overflows"))?;
+    file.write_all_at(payload, offset)?;
+    Ok(Ok(()))
+}
+
+/// The task of one handed-out piece: download it, queue the outcome for the poll loop, report it.
+pub(crate) async fn fetch_piece(sh: Rc<Shared>, it: PieceTask) {
+    let outcome = {
+        let Ok(_permit) = sh.sem.acquire().await else { return };
+        download_piece(&sh, &it).await
+    };
+    match outcome {
+        Ok(()) => {
+            if it.cid.starts_with(SUPER_CID_PREFIX) {
+                Stats::inc(&sh.stats.pieces_from_supernode);
+            } else {
+                Stats::inc(&sh.stats.pieces_from_peers);
+            }
+            sh.held.borrow_mut().insert(it.piece_num);
+            if !sh.piece_delay.is_zero() {
+                tokio::time::sleep(sh.piece_delay).await;
+            }
+            let item = Item {
+                dst_cid: it.cid.clone(),
+                range: it.range.clone(),
+                result: RESULT_SEMISUC,
+                status: STATUS_RUNNING,
+            };
+            let _ = sh.tx.send(Event::Outcome(item.clone()));
+            report_success(sh.clone(), item).await;
+        }
+        Err(PieceFailure { why, report: client_error }) => {
+            Stats::inc(&sh.stats.piece_failures);
+            sh.stats.piece_error(why);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let item =
+                Item { dst_cid: it.cid.clone(), range: it.range.clone(), result: RESULT_FAIL, status: STATUS_RUNNING };
+            let _ = sh.tx.send(Event::Outcome(item));
+            if let Some(err) = client_error {
+                report_client_error(&sh, err).await;
+            }
+        }
+    }
+}
+
+/// `/peer/piece/suc`: 3 attempts, 50–550 ms apart; a success wakes the poll loop's back-off.
+pub(crate) async fn report_success(sh: Rc<Shared>, item: Item) {
+    let target = format!(
+        "/peer/piece/suc?taskId={}&cid={}&dstCid={}&pieceRange={}",
+        sh.task_id, sh.cid, item.dst_cid, item.range
+    );
+    for _ in 0..3 {
+        let why = match sh.control.get(&target).await {
+            Ok((200, body)) => {
+                if reply_code(&body) == Some(PIECE_REPORT_OK) {
+                    Stats::inc(&sh.stats.suc_reports_ok);
+                    let _ = sh.notify.send(());
+                    return;
+                }
+                format!("{target}: HTTP 200 {}", lossy(&body))
+            }
+            Ok((status, body)) => format!("{target}: HTTP {status} {}", lossy(&body)),
+            Err(e) => e.to_string(),
+        };
+        if let Ok(mut s) = sh.stats.last_suc_error.lock() {
+            *s = why;
+        }
+        let pause = rand::thread_rng().gen_range(50..550);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    Stats::inc(&sh.stats.suc_reports_failed);
+}
+
+/// `/peer/piece/error` in dfget's key order; dfget ignores the answer, and so does this.
+/// `FILE_NOT_EXIST` (after a 404) carries only the cids and the task, `FILE_MD5_NOT_MATCH` all
+/// fields, with the md5 part of `pieceMd5` (no `:length`) as the expected md5.
+async fn report_client_error(sh: &Shared, e: ClientError) {
+    match e.error_type {
+        "FILE_MD5_NOT_MATCH" => Stats::inc(&sh.stats.md5_errors_reported),
+        _ => Stats::inc(&sh.stats.not_exist_reported),
+    }
+    let target = format!(
+        "/peer/piece/error?errorType={}&srcCid={}&dstCid={}&dstIp={}&taskId={}&range={}&realMd5={}&expectedMd5={}",
+        e.error_type, sh.cid, e.dst_cid, e.dst_ip, sh.task_id, e.range, e.real_md5, e.expected_md5
+    );
+    let _ = sh.control.get(&target).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_items() {
+        let v = serde_json::json!([{"range":"0-4194303","pieceNum":0,"pieceSize":4194304,"pieceMd5":"ab:3","cid":"cdnnode:127.0.0.1~x","peerIp":"127.0.0.1","peerPort":8001,"path":"/download/x","downLink":0}]);
+        let items = parse_continue(Some(&v)).unwrap();
+        assert_eq!(items[0].piece_size, 4194304);
+        assert_eq!(items[0].peer_port, 8001);
+        assert!(parse_continue(Some(&serde_json::json!([{"pieceNum":"x"}]))).is_none());
+        assert!(parse_continue(Some(&serde_json::json!({"a":1}))).is_none());
+    }
+}

@@ -1,0 +1,102 @@
+//! A peer's counters.
+//!
+//! Tests assert on what went over the wire (which source served a piece, which reports were sent,
+//! what `/peer/task` answered), and they read it while the download still runs, from another
+//! task. So the live counters are atomics shared by the uploader, the piece tasks and the poll
+//! loop, and readers get a plain copy.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) pieces_from_supernode: AtomicU64,
+    pub(crate) pieces_from_peers: AtomicU64,
+    pub(crate) piece_failures: AtomicU64,
+    pub(crate) md5_errors_reported: AtomicU64,
+    pub(crate) not_exist_reported: AtomicU64,
+    pub(crate) uploads_served: AtomicU64,
+    pub(crate) upload_bytes: AtomicU64,
+    pub(crate) polls: AtomicU64,
+    pub(crate) suc_reports_ok: AtomicU64,
+    pub(crate) suc_reports_failed: AtomicU64,
+    pub(crate) stalls: AtomicU64,
+    pub(crate) bad_replies: AtomicU64,
+    pub(crate) last_upload_ms: AtomicU64,
+    pub(crate) codes: Mutex<BTreeMap<i64, u64>>,
+    pub(crate) last_suc_error: Mutex<String>,
+    pub(crate) piece_errors: Mutex<Vec<String>>,
+}
+
+/// Live counters of a peer (readable while it downloads).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct StatsSnapshot {
+    /// Pieces fetched from the supernode (source cid starts with `cdnnode:`).
+    pub pieces_from_supernode: u64,
+    /// Pieces fetched from other peers.
+    pub pieces_from_peers: u64,
+    /// Piece downloads that failed (transport, status, md5, framing).
+    pub piece_failures: u64,
+    /// `FILE_MD5_NOT_MATCH` reports sent.
+    pub md5_errors_reported: u64,
+    /// `FILE_NOT_EXIST` reports sent.
+    pub not_exist_reported: u64,
+    /// Pieces this peer's uploader served.
+    pub uploads_served: u64,
+    /// Bytes this peer's uploader served.
+    pub upload_bytes: u64,
+    /// `/peer/task` requests sent.
+    pub polls: u64,
+    /// `/peer/task` reply codes and how often each came.
+    pub poll_codes: BTreeMap<i64, u64>,
+    /// `/peer/piece/suc` reports answered `{"code":611}`.
+    pub suc_reports_ok: u64,
+    /// `/peer/piece/suc` reports that failed 3 attempts.
+    pub suc_reports_failed: u64,
+    /// Last reason a `/peer/piece/suc` attempt failed.
+    pub last_suc_error: String,
+    /// Why piece downloads failed (the first 20).
+    pub piece_errors: Vec<String>,
+    /// Times nothing ran and nothing was queued for 4 s (dfget would hang there).
+    pub stalls: u64,
+    /// 601 replies whose data could not be decoded.
+    pub bad_replies: u64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            pieces_from_supernode: g(&self.pieces_from_supernode),
+            pieces_from_peers: g(&self.pieces_from_peers),
+            piece_failures: g(&self.piece_failures),
+            md5_errors_reported: g(&self.md5_errors_reported),
+            not_exist_reported: g(&self.not_exist_reported),
+            uploads_served: g(&self.uploads_served),
+            upload_bytes: g(&self.upload_bytes),
+            polls: g(&self.polls),
+            poll_codes: self.codes.lock().map(|c| c.clone()).unwrap_or_default(),
+            suc_reports_ok: g(&self.suc_reports_ok),
+            suc_reports_failed: g(&self.suc_reports_failed),
+            last_suc_error: self.last_suc_error.lock().map(|s| s.clone()).unwrap_or_default(),
+            piece_errors: self.piece_errors.lock().map(|s| s.clone()).unwrap_or_default(),
+            stalls: g(&self.stalls),
+            bad_replies: g(&self.bad_replies),
+        }
+    }
+
+    pub(crate) fn inc(a: &AtomicU64) {
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn piece_error(&self, why: String) {
+        if let Ok(mut v) = self.piece_errors.lock() {
+            if v.len() < 20 {
+                v.push(why);
+            }
+        }
+    }
+}
