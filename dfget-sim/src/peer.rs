@@ -72,7 +72,7 @@ pub struct Peer {
     metrics_sent: AtomicBool,
 }
 
-/// The name the brief and the docs use for [`Peer`].
+/// Another name for [`Peer`], after the crate.
 pub type DfgetSim = Peer;
 
 impl fmt::Debug for Peer {
