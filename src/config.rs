@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
-use supernode_actors::cdn::policy::DEFAULT_DENY;
+use supernode_actors::cdn::policy::{PolicyError, PolicyList, DEFAULT_DENY};
 use supernode_actors::cdn::{CdnConfig, SourcePolicy};
 use supernode_actors::gc::GcConfig;
 use supernode_actors::preheat::PreheatConfig;
@@ -165,6 +165,8 @@ pub struct Settings {
     pub config: Config,
     pub home_dir: PathBuf,
     pub advertise_ip: Ipv4Addr,
+    /// `[security]`'s source lists, parsed.
+    pub source_policy: SourcePolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,10 +201,27 @@ impl Config {
     }
 }
 
+/// The source policy of `[security]`; a rule that does not parse is an error naming its key
+/// (an unreadable policy must never turn into one that allows everything).
+fn source_policy(security: &SecurityConfig, file: Option<&Path>) -> Result<SourcePolicy, ConfigError> {
+    SourcePolicy::new(&security.source_allow, &security.source_deny).map_err(|e: PolicyError| {
+        let list = match e.list {
+            PolicyList::Allow => "source_allow",
+            PolicyList::Deny => "source_deny",
+        };
+        ConfigError::Parse {
+            path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
+            key: format!("security.{list}[{}]", e.index),
+            message: e.error.to_string(),
+        }
+    })
+}
+
 impl Settings {
-    /// The source policy of `[security]` (validated by [`Settings::resolve`]).
-    pub fn source_policy(&self) -> SourcePolicy {
-        SourcePolicy::new(&self.config.security.source_allow, &self.config.security.source_deny).unwrap_or_default()
+    /// Settings for `config` as it is, with the home directory and advertised address given.
+    pub fn from_config(config: Config, home_dir: PathBuf, advertise_ip: Ipv4Addr) -> Result<Settings, ConfigError> {
+        let source_policy = source_policy(&config.security, None)?;
+        Ok(Settings { config, home_dir, advertise_ip, source_policy })
     }
 
     /// Applies the precedence flags > environment > file > defaults and creates the home dir.
@@ -236,18 +255,12 @@ impl Settings {
         if let Some(t) = &cli.api_token {
             config.security.api_token = t.clone();
         }
-        SourcePolicy::new(&config.security.source_allow, &config.security.source_deny).map_err(|message| {
-            ConfigError::Parse {
-                path: cli.config.clone().unwrap_or_default(),
-                key: "security.source_allow / source_deny".into(),
-                message,
-            }
-        })?;
+        let source_policy = source_policy(&config.security, cli.config.as_deref())?;
         let s = &config.server;
         let home_dir = s.home_dir.clone().unwrap_or_else(default_home_dir);
         std::fs::create_dir_all(&home_dir).map_err(|source| ConfigError::HomeDir { path: home_dir.clone(), source })?;
         let advertise_ip = s.advertise_ip.unwrap_or_else(first_non_loopback_ipv4);
-        Ok(Settings { config, home_dir, advertise_ip })
+        Ok(Settings { config, home_dir, advertise_ip, source_policy })
     }
 }
 
@@ -284,6 +297,20 @@ mod tests {
     fn unknown_key_is_error() {
         let err = Config::from_toml(Path::new("x.toml"), "[server]\nprot = 1\n").unwrap_err();
         assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn a_source_rule_that_does_not_parse_stops_the_start_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[security]\nsource_deny = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n").unwrap();
+        let cli = Cli { config: Some(file), home_dir: Some(dir.path().join("home")), ..Cli::default() };
+        let err = Settings::resolve(&cli).unwrap_err().to_string();
+        assert!(err.contains("security.source_deny[1]") && err.contains("10.0.0.0/33"), "{err}");
+        let mut config = Config::default();
+        config.security.source_allow = vec!["not a host".into()];
+        let err = Settings::from_config(config, dir.path().into(), Ipv4Addr::LOCALHOST).unwrap_err().to_string();
+        assert!(err.contains("security.source_allow[0]"), "{err}");
     }
 
     #[test]

@@ -1,21 +1,25 @@
-//! The download port (§5.7): serves `/download/<id[0:3]>/<id>` with single-range
-//! semantics straight from the cache, streaming from the file. While a run is still
-//! writing, only the bytes already written are served (§16 P13).
+//! The download port: serves `/download/<id[0:3]>/<id>` with single-range semantics straight
+//! from the cache, which is what dfget asks the super peer's port for (Go needed an nginx
+//! beside the supernode for it). While a run is still writing, only the whole pieces
+//! already written are served: the only ones handed out.
 //!
 //! The path is never joined onto the file system: the ID must be a task ID and the
-//! directory its prefix, and the file comes from the `CdnManager`, so nothing outside
-//! the cache can be named.
+//! directory its prefix, and the file comes from the `CdnManager`, so nothing outside the
+//! cache can be named.
 
-use std::io::SeekFrom;
-use std::time::Duration;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use actix::Addr;
-use actix_web::http::header;
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
-use supernode_actors::cdn::{CdnManager, LookupServable};
+use futures_util::stream::{self, Stream};
+use supernode_actors::cdn::{CdnManager, LookupServable, ReadGuard, ServableFile};
 use supernode_actors::TaskId;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Bytes read from disk per chunk of a response body.
+const CHUNK: u64 = 256 * 1024;
 
 pub struct DownloadState {
     pub cdn: Addr<CdnManager>,
@@ -34,7 +38,8 @@ pub enum RangeRequest {
     Unsatisfiable,
 }
 
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n`; an end past the file is clamped (dfget asks for full slots).
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n`; an end past the file is clamped (dfget asks for
+/// whole piece slots, and the last piece is shorter).
 pub fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
     let Some(value) = value else { return RangeRequest::Whole };
     let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeRequest::Unsatisfiable };
@@ -65,30 +70,41 @@ fn not_found() -> HttpResponse {
     HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("404 page not found\n")
 }
 
+/// `[start, end)` of `file`, read on the blocking pool with positioned reads (readers share
+/// a running task's file handle, so none of them may move its offset).
+fn body(file: Arc<File>, start: u64, end: u64, guard: ReadGuard) -> impl Stream<Item = std::io::Result<web::Bytes>> {
+    stream::try_unfold((file, start, guard), move |(file, at, guard)| async move {
+        if at >= end {
+            return Ok(None);
+        }
+        let len = (end - at).min(CHUNK) as usize;
+        let reader = file.clone();
+        let chunk = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; len];
+            reader.read_exact_at(&mut buf, at).map(|()| buf)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(Some((web::Bytes::from(chunk), (file, at + len as u64, guard))))
+    })
+}
+
 async fn serve(req: HttpRequest, path: web::Path<(String, String)>, state: web::Data<DownloadState>) -> HttpResponse {
     let (prefix, raw_id) = path.into_inner();
     let Some(id) = TaskId::parse(&raw_id).filter(|id| id.prefix() == prefix) else { return not_found() };
-    // A finishing run renames its temporary file; the bytes are then under the final name.
-    let mut opened = None;
-    for _ in 0..3 {
-        let Ok(Some(servable)) = state.cdn.send(LookupServable(id.clone())).await else { return not_found() };
-        let mut file = tokio::fs::File::open(&servable.path).await;
-        if let (Err(_), Some(renamed)) = (&file, &servable.renamed) {
-            file = tokio::fs::File::open(renamed).await;
-        }
-        match file {
-            Ok(f) => {
-                opened = Some((f, servable.len, servable.guard));
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    let Some((mut file, len, guard)) = opened else { return not_found() };
+    let Ok(Some(servable)) = state.cdn.send(LookupServable(id)).await else { return not_found() };
+    let file = match servable.file {
+        ServableFile::Writing(file) => file,
+        ServableFile::Cached(path) => match tokio::task::spawn_blocking(move || File::open(path)).await {
+            Ok(Ok(f)) => Arc::new(f),
+            _ => return not_found(),
+        },
+    };
+    let len = servable.len;
     let range = parse_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), len);
     let (status, start, end) = match range {
-        RangeRequest::Whole => (actix_web::http::StatusCode::OK, 0, len),
-        RangeRequest::Part(a, b) => (actix_web::http::StatusCode::PARTIAL_CONTENT, a, b + 1),
+        RangeRequest::Whole => (StatusCode::OK, 0, len),
+        RangeRequest::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
         RangeRequest::Unsatisfiable => {
             return HttpResponse::RangeNotSatisfiable()
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
@@ -97,22 +113,14 @@ async fn serve(req: HttpRequest, path: web::Path<(String, String)>, state: web::
     };
     let mut builder = HttpResponse::build(status);
     builder.content_type("application/octet-stream").insert_header((header::ACCEPT_RANGES, "bytes"));
-    if status == actix_web::http::StatusCode::PARTIAL_CONTENT {
+    if status == StatusCode::PARTIAL_CONTENT {
         builder.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1)));
     }
-    if req.method() == actix_web::http::Method::HEAD {
+    if req.method() == Method::HEAD {
         return builder.insert_header((header::CONTENT_LENGTH, end - start)).finish();
     }
-    if file.seek(SeekFrom::Start(start)).await.is_err() {
-        return HttpResponse::InternalServerError().finish();
-    }
-    let reader = file.take(end - start);
-    // The guard lives as long as the body stream: disk GC keeps the file while it is read.
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).map(move |chunk| {
-        let _reading = &guard;
-        chunk
-    });
-    builder.body(actix_web::body::SizedStream::new(end - start, stream))
+    // The guard lives as long as the body: disk GC keeps the file while it is read.
+    builder.body(actix_web::body::SizedStream::new(end - start, Box::pin(body(file, start, end, servable.guard))))
 }
 
 #[cfg(test)]

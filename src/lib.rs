@@ -10,18 +10,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Arbiter, AsyncContext, Context};
+use actix::{Actor, Addr, Arbiter};
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use supernode_actors::cdn::store::CacheStore;
-use supernode_actors::cdn::{CdnManager, RunListeners};
-use supernode_actors::gc::GcActor;
+use supernode_actors::cdn::{scan, CdnManager};
+use supernode_actors::clock::{SharedClock, SystemClock};
+use supernode_actors::gc::{GcActor, GcReport, GcTargets, RunGc};
 use supernode_actors::metrics::Metrics;
-use supernode_actors::peer_registry::RegisterPeer;
+use supernode_actors::peer_registry::{PeerKind, RegisterPeer};
 use supernode_actors::preheat::PreheatManager;
+use supernode_actors::reports::DfgetReports;
 use supernode_actors::scheduler::PieceScheduler;
-use supernode_actors::task_manager::{TaskLimits, TaskManager};
+use supernode_actors::task_manager::{Neighbours, TaskLimits, TaskManager};
 use supernode_actors::PeerRegistry;
 use tokio::task::JoinHandle;
 
@@ -34,6 +36,7 @@ pub struct RunningServer {
     pub download_addr: SocketAddr,
     handles: Vec<ServerHandle>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    gc: Addr<GcActor>,
 }
 
 impl RunningServer {
@@ -51,6 +54,11 @@ impl RunningServer {
             h.stop(graceful).await;
         }
     }
+
+    /// Runs one garbage collection now and waits for it (also what the periodic runs do).
+    pub async fn run_gc(&self, kind: RunGc) -> GcReport {
+        self.gc.send(kind).await.unwrap_or_default()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +71,13 @@ pub enum StartError {
     SuperPeer(String),
 }
 
-/// Starts the actors and both listeners. Must run inside an actix system.
+/// Starts the actors and both listeners on the system clock. Must run inside an actix system.
 pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
+    start_with_clock(settings, SystemClock::shared()).await
+}
+
+/// [`start`] with the clock every actor reads (tests pass a manual one).
+pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<RunningServer, StartError> {
     let cfg = &settings.config;
     let server_cfg = &cfg.server;
     let metrics = Arc::new(Metrics::new());
@@ -73,22 +86,23 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 
     let store = CacheStore::open(&settings.home_dir)
         .map_err(|source| StartError::Cache { home: settings.home_dir.display().to_string(), source })?;
-    let cached = store.scan();
-    let policy = settings.source_policy();
-    tracing::info!(files = cached.len(), dir = %store.root().display(), "cache loaded");
+    let found = scan::scan(&store);
+    let policy = settings.source_policy.clone();
+    tracing::info!(files = found.files.len(), removed = found.removed.len(), dir = %store.root().display(), "cache loaded");
 
-    let peers = PeerRegistry::new(metrics.clone(), server_cfg.max_peers).start();
-    let (super_peer, _) = peers
+    let peers = PeerRegistry::new(metrics.clone(), server_cfg.max_peers, clock.clone()).start();
+    let super_peer = peers
         .send(RegisterPeer {
             host_name: hostname(),
             ip: settings.advertise_ip,
             port: server_cfg.download_port,
             version: v.version.to_string(),
-            is_super: true,
+            kind: PeerKind::Supernode,
         })
         .await
         .map_err(|e| StartError::SuperPeer(e.to_string()))?
-        .map_err(|e| StartError::SuperPeer(e.to_string()))?;
+        .map_err(|e| StartError::SuperPeer(e.to_string()))?
+        .info;
 
     // Bind first: the download port's real number (it may be 0 in tests) is what clients are told.
     let download_bind = SocketAddr::new(server_cfg.listen_host, server_cfg.download_port);
@@ -104,19 +118,16 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         settings.advertise_ip,
         download_addr.port(),
         metrics.clone(),
+        clock.clone(),
     )
     .start();
-    let tasks_ctx = Context::<TaskManager>::new();
-    let tasks_addr = tasks_ctx.address();
+    // The CDN reads and writes files: its own thread, so disk work never stalls the scheduler.
     let cdn = {
-        let (cdn_cfg, cached, metrics, policy) = (cfg.cdn.clone(), cached.clone(), metrics.clone(), policy.clone());
-        let listeners = RunListeners {
-            opened: tasks_addr.clone().recipient(),
-            finished: tasks_addr.clone().recipient(),
-            pieces: scheduler.clone().recipient(),
-        };
+        let (cdn_cfg, files, metrics, policy, clock) =
+            (cfg.cdn.clone(), found.files.clone(), metrics.clone(), policy.clone(), clock.clone());
+        let pieces = scheduler.clone().recipient();
         CdnManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            CdnManager::new(store, cdn_cfg, cached, listeners, metrics, policy)
+            CdnManager::new(store, cdn_cfg, files, pieces, metrics, clock, policy)
         })
     };
     let limits = TaskLimits {
@@ -124,30 +135,27 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         fail_access_interval: cfg.cdn.fail_access_interval,
         open_wait: cfg.cdn.source_head_timeout + cfg.cdn.source_connect_timeout,
     };
-    let tasks =
-        tasks_ctx.run(TaskManager::new(&cached, cdn.clone(), scheduler.clone().recipient(), metrics.clone(), limits));
+    let next = Neighbours { cdn: cdn.clone(), scheduler: scheduler.clone(), peers: peers.clone() };
+    let tasks = TaskManager::new(&found.files, next, metrics.clone(), clock.clone(), limits).start();
 
-    GcActor::new(
-        cfg.gc.clone(),
-        cfg.cdn.cache_quota_bytes,
-        peers.clone(),
-        tasks.clone(),
-        scheduler.clone(),
-        cdn.clone(),
-        metrics.clone(),
-    )
-    .start();
+    let targets =
+        GcTargets { peers: peers.clone(), tasks: tasks.clone(), scheduler: scheduler.clone(), cdn: cdn.clone() };
+    let gc = GcActor::new(cfg.gc.clone(), cfg.cdn.cache_quota_bytes, targets, metrics.clone(), clock.clone()).start();
+    // Preheat records are written to disk on every change: their own thread too.
     let preheats = {
-        let (home, tasks, cdn, cfg, policy) =
-            (settings.home_dir.clone(), tasks.clone(), cdn.clone(), cfg.preheat.clone(), policy.clone());
-        PreheatManager::new(&home, tasks, cdn, cfg, policy).start()
+        let (home, tasks, cdn, cfg, policy, clock) =
+            (settings.home_dir.clone(), tasks.clone(), cdn.clone(), cfg.preheat.clone(), policy.clone(), clock.clone());
+        PreheatManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            PreheatManager::new(&home, tasks, cdn, cfg, policy, clock)
+        })
     };
+    let reports = DfgetReports::new(metrics.clone()).start();
     let state = web::Data::new(AppState {
         peers,
         tasks,
-        cdn: cdn.clone(),
         scheduler,
         preheats,
+        reports,
         metrics,
         max_body_bytes: server_cfg.max_body_bytes,
         instance: format!("{}-{}", v.version, uuid::Uuid::new_v4()),
@@ -187,7 +195,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let handles = vec![control.handle(), download.handle()];
     let tasks = vec![actix_web::rt::spawn(control), actix_web::rt::spawn(download)];
     tracing::info!(%control_addr, %download_addr, home = %settings.home_dir.display(), advertise_ip = %settings.advertise_ip, "supernode listening");
-    Ok(RunningServer { control_addr, download_addr, handles, tasks })
+    Ok(RunningServer { control_addr, download_addr, handles, tasks, gc })
 }
 
 fn hostname() -> String {

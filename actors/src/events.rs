@@ -1,38 +1,33 @@
-//! Messages that cross actor boundaries in one direction only (CDN → tasks → scheduler).
-//! Kept apart so that no actor module depends on another's internals.
+//! Messages that flow one way, CDN → tasks → scheduler, so that none of these actors needs
+//! the others' internals. Imports only the vocabulary.
 
-use actix::Message;
+use actix::{Message, Recipient};
 
-use crate::cdn::SourceFailure;
+use crate::failure::CdnFailure;
 use crate::ids::TaskId;
+use crate::piece::PieceDigest;
+use crate::status::CdnStatus;
 
-/// What the source told us when a run opened it (the registration's probe, §16 P7).
-#[derive(Debug, Clone)]
+/// What the source said when a run opened it (the same response is then streamed to disk,
+/// so it doubles as the registration's length probe).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceInfo {
-    /// Source length; -1 when unknown (no Content-Length).
-    pub http_len: i64,
+    /// `None` when the source sent no usable Content-Length.
+    pub length: Option<u64>,
     pub piece_size: u64,
-    /// Served from the cache after a 304 or at start: no body transfer.
-    pub cache_hit: bool,
 }
 
-/// CdnManager → TaskManager: the source answered (or not).
+/// CdnManager → TaskManager: the source answered (or could not be reached).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct SourceOpened {
     pub task_id: TaskId,
     pub run_id: u64,
-    pub result: Result<SourceInfo, SourceFailure>,
+    pub result: Result<SourceInfo, CdnFailure>,
 }
 
-/// How a run failed (§16 P12): `SourceError` when the source answered an error status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    Failed,
-    SourceError,
-}
-
-#[derive(Debug, Clone)]
+/// A complete, verified cached copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CdnSuccess {
     pub http_len: u64,
     pub file_length: u64,
@@ -46,10 +41,24 @@ pub struct CdnSuccess {
 pub struct CdnFinished {
     pub task_id: TaskId,
     pub run_id: u64,
-    pub result: Result<CdnSuccess, (FailureKind, String)>,
+    pub result: Result<CdnSuccess, CdnFailure>,
 }
 
-/// CdnManager → PieceScheduler: pieces `first..first+md5s.len()` are on disk and servable.
+/// Where one run's news goes.
+#[derive(Clone)]
+pub struct RunListener {
+    pub opened: Recipient<SourceOpened>,
+    pub finished: Recipient<CdnFinished>,
+}
+
+impl std::fmt::Debug for RunListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunListener")
+    }
+}
+
+/// CdnManager → PieceScheduler: pieces `first..first + digests.len()` are on disk and may be
+/// handed out.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct CdnPieces {
@@ -57,24 +66,28 @@ pub struct CdnPieces {
     pub run_id: u64,
     pub piece_size: u64,
     pub first: u64,
-    /// `md5:len` of each piece.
-    pub md5s: Vec<String>,
+    pub digests: Vec<PieceDigest>,
 }
 
-/// TaskManager → PieceScheduler: a task's CDN state changed (or the task is gone: `status: None`).
+/// TaskManager → PieceScheduler: what the scheduler needs to know of a task, after any change.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct TaskStatusChanged {
     pub task_id: TaskId,
     pub run_id: u64,
     pub task_url: String,
-    pub status: Option<crate::task_manager::CdnStatus>,
+    pub status: CdnStatus,
     pub piece_size: u64,
     pub piece_total: u64,
     pub file_length: u64,
     pub real_md5: String,
-    /// Why the run failed, for the clients' error message.
-    pub reason: String,
-    /// An operator paused the task (§ issue 4: `/peer/task` answers wait).
+    /// Why the last run failed, for the clients' error message.
+    pub failure: Option<CdnFailure>,
+    /// An operator paused the task: its clients are told to wait.
     pub paused: bool,
 }
+
+/// TaskManager → PieceScheduler: the task is gone, with every client of it.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct TaskDeleted(pub TaskId);

@@ -1,10 +1,16 @@
-//! Identifiers and the strings derived from them (PROTOCOL.md §2).
+//! Identifiers and the strings derived from them. Part of the vocabulary: imports nothing of
+//! the crate.
+//!
+//! Each kind of ID is its own type, so a client ID can never be passed where a peer ID is
+//! meant. The hashes follow the Go supernode exactly, since dfget compares the task ID it
+//! gets with the one it computes itself.
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Fixed salt around every taskID / preheat ID hash (§2.2).
+/// Fixed salt before and after every task ID / preheat ID hash (Go's `K`).
 const ID_SALT: &[u8; 32] = b">I$pg-~AS~sP'rqu_`Oh&lz#9]\"=;nE%";
 
 /// A task ID: 64 lowercase hex characters.
@@ -12,7 +18,8 @@ const ID_SALT: &[u8; 32] = b">I$pg-~AS~sP'rqu_`Oh&lz#9]\"=;nE%";
 pub struct TaskId(String);
 
 impl TaskId {
-    /// `sha256(K + taskURL + sign + rangePart + K)` where sign is md5, else identifier (§2.2).
+    /// `sha256(K + taskURL + sign + range + K)`, where sign is the md5 when one is given and
+    /// the identifier otherwise; the `Range` header, when present, is part of the identity.
     pub fn compute(task_url: &str, md5: &str, identifier: &str, range: Option<&str>) -> TaskId {
         let sign = if !md5.is_empty() { md5 } else { identifier };
         let mut h = Sha256::new();
@@ -28,15 +35,14 @@ impl TaskId {
 
     /// Accepts only what `compute` can produce, so an ID is always safe as a file name.
     pub fn parse(s: &str) -> Option<TaskId> {
-        let ok = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        ok.then(|| TaskId(s.to_string()))
+        is_sha256_hex(s).then(|| TaskId(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// First three characters: the cache sub-directory (§5.6).
+    /// First three characters: the cache sub-directory the Go supernode also uses.
     pub fn prefix(&self) -> &str {
         &self.0[..3]
     }
@@ -47,13 +53,12 @@ impl TaskId {
     }
 }
 
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A peer ID: stable `<hostName>-<IP>` for clients (§16 P6).
+/// A peer ID. Clients get a stable `<hostName>-<IP>`, so a host registering again is the same
+/// peer; the super peer carries a suffix no registration can produce.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(String);
 
@@ -62,11 +67,11 @@ impl PeerId {
         PeerId(format!("{host_name}-{ip}"))
     }
 
-    /// The super peer carries a suffix no registration can produce.
     pub fn for_supernode(host_name: &str, ip: &str) -> PeerId {
         PeerId(format!("{host_name}-{ip}-supernode"))
     }
 
+    /// A peer ID as a request names it (it may name no peer at all).
     pub fn from_raw(s: &str) -> PeerId {
         PeerId(s.to_string())
     }
@@ -76,18 +81,75 @@ impl PeerId {
     }
 }
 
-impl fmt::Display for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// A client ID (dfget's `cid`): one dfget run, unique per process. The supernode has one per
+/// task: `cdnnode:<advertiseIP>~<taskID>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn new(s: impl Into<String>) -> ClientId {
+        ClientId(s.into())
+    }
+
+    pub fn for_supernode(advertise_ip: &str, task: &TaskId) -> ClientId {
+        ClientId(format!("cdnnode:{advertise_ip}~{task}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
-/// The supernode's client ID for one task: `cdnnode:<advertiseIP>~<taskID>` (§2.5).
-pub fn super_cid(advertise_ip: &str, task: &TaskId) -> String {
-    format!("cdnnode:{advertise_ip}~{task}")
+/// A preheat ID: the task ID that a later registration of the same filtered URL gets, so a
+/// preheated file is found by the dfget that asks for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PreheatId(String);
+
+impl PreheatId {
+    /// `filter` is the `&`-separated list of query keys left out of the task URL.
+    pub fn compute(url: &str, filter: &str, identifier: &str, range: Option<&str>) -> PreheatId {
+        let keys: Vec<&str> = if filter.is_empty() { Vec::new() } else { filter.split('&').collect() };
+        let task = TaskId::compute(&filter_task_url(url, &keys), "", identifier, range);
+        PreheatId(task.0)
+    }
+
+    pub fn from_raw(s: &str) -> PreheatId {
+        PreheatId(s.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The task a file preheat registers.
+    pub fn task_id(&self) -> Option<TaskId> {
+        TaskId::parse(&self.0)
+    }
 }
 
-/// Removes the query parameters named in `filter` from `url` (§2.1).
+/// [`PreheatId::compute`] as a function.
+pub fn preheat_id(url: &str, filter: &str, identifier: &str, range: Option<&str>) -> PreheatId {
+    PreheatId::compute(url, filter, identifier, range)
+}
+
+macro_rules! display_as_str {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
+}
+display_as_str!(TaskId, PeerId, ClientId, PreheatId);
+
+/// Removes the query parameters named in `filter` from `url`: the task URL that identifies a
+/// download whose URL carries per-request tokens. An empty query or filter leaves it as it is.
 pub fn filter_task_url(url: &str, filter: &[&str]) -> String {
     let Some((prefix, query)) = url.split_once('?') else {
         return url.to_string();
@@ -107,13 +169,6 @@ pub fn filter_task_url(url: &str, filter: &[&str]) -> String {
     } else {
         format!("{prefix}?{}", kept.join("&"))
     }
-}
-
-/// Preheat ID: the taskID a later registration of the same filtered URL gets (§2.6).
-pub fn preheat_id(url: &str, filter: &str, identifier: &str, range: Option<&str>) -> TaskId {
-    let keys: Vec<&str> = if filter.is_empty() { Vec::new() } else { filter.split('&').collect() };
-    let filtered = filter_task_url(url, &keys);
-    TaskId::compute(&filtered, "", identifier, range)
 }
 
 #[cfg(test)]
@@ -159,9 +214,22 @@ mod tests {
     }
 
     #[test]
+    fn preheat_id_is_the_task_id_of_the_filtered_url() {
+        let id = PreheatId::compute("http://a/b?x=1&token=2", "token", "", None);
+        assert_eq!(id.task_id(), Some(TaskId::compute("http://a/b?x=1", "", "", None)));
+    }
+
+    #[test]
     fn task_id_parse_is_strict() {
         assert!(TaskId::parse("../etc/passwd").is_none());
         assert!(TaskId::parse(&"A".repeat(64)).is_none());
         assert!(TaskId::parse(&"a".repeat(64)).is_some());
+    }
+
+    #[test]
+    fn supernode_ids_cannot_collide_with_clients() {
+        let task = TaskId::compute("http://a/b", "", "", None);
+        assert_eq!(ClientId::for_supernode("10.0.0.1", &task).as_str(), format!("cdnnode:10.0.0.1~{task}"));
+        assert_ne!(PeerId::for_supernode("h", "10.0.0.1"), PeerId::for_host("h", "10.0.0.1"));
     }
 }

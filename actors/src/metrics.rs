@@ -1,4 +1,4 @@
-//! Prometheus collectors under the names the Go supernode exported (PROTOCOL.md §10.3),
+//! Prometheus collectors under the names the Go supernode exported (namespace `dragonfly`),
 //! plus this project's gauges. One `Metrics` per server, registered in its own registry,
 //! so several servers in one test process do not mix their figures.
 

@@ -1,7 +1,7 @@
-//! `PeerRegistry`: every host that registered, keyed by its stable peer ID (§16 P6).
+//! `PeerRegistry`: every host that registered, keyed by its stable peer ID.
 //!
-//! A host registering again is the same peer: port and version are updated and
-//! `created` is kept. The super peer (the supernode itself) is added at start
+//! A host registering again is the same peer (`<hostName>-<IP>`): port and version are
+//! updated and `created` is kept. The super peer (the supernode itself) is added at start
 //! and can be neither deleted through the API nor collected.
 
 use std::cmp::Ordering;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::{DateTime, Local};
 
+use crate::clock::SharedClock;
 use crate::ids::PeerId;
 use crate::metrics::Metrics;
 
@@ -85,21 +86,40 @@ fn compare(a: &PeerInfo, b: &PeerInfo, key: PeerSortKey) -> Ordering {
     }
 }
 
+/// What kind of host a peer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerKind {
+    /// A dfget host.
+    Client,
+    /// The supernode itself, which serves the CDN pieces.
+    Supernode,
+}
+
 struct PeerEntry {
     info: PeerInfo,
-    is_super: bool,
+    kind: PeerKind,
     last_seen: Instant,
+    /// Which registration last touched the entry (see [`RetractPeer`]).
+    stamp: u64,
 }
 
 pub struct PeerRegistry {
     peers: HashMap<PeerId, PeerEntry>,
     metrics: Arc<Metrics>,
     max_peers: usize,
+    clock: SharedClock,
+    next_stamp: u64,
 }
 
 impl PeerRegistry {
-    pub fn new(metrics: Arc<Metrics>, max_peers: usize) -> Self {
-        PeerRegistry { peers: HashMap::new(), metrics, max_peers }
+    pub fn new(metrics: Arc<Metrics>, max_peers: usize, clock: SharedClock) -> Self {
+        PeerRegistry { peers: HashMap::new(), metrics, max_peers, clock, next_stamp: 1 }
+    }
+
+    fn remove(&mut self, id: &PeerId) -> Option<PeerInfo> {
+        let e = self.peers.remove(id)?;
+        self.metrics.peers.with_label_values(&[&e.info.ip.to_string()]).dec();
+        Some(e.info)
     }
 }
 
@@ -118,34 +138,51 @@ pub enum PeerError {
     TooMany(usize),
 }
 
-/// Registers (or refreshes) a host. Reply: its info and whether it was new.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<(PeerInfo, bool), PeerError>")]
+/// Registers (or refreshes) a host.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<PeerRegistration, PeerError>")]
 pub struct RegisterPeer {
     pub host_name: String,
     pub ip: Ipv4Addr,
     pub port: u16,
     pub version: String,
-    /// The supernode itself (§2.5).
-    pub is_super: bool,
+    pub kind: PeerKind,
+}
+
+/// Whether a registration created the peer, which decides what undoing it means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registered {
+    /// Made by this registration; `stamp` identifies it for [`RetractPeer`].
+    New { stamp: u64 },
+    /// The host was known: only its port and version changed.
+    Refreshed,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerRegistration {
+    pub info: PeerInfo,
+    pub registered: Registered,
 }
 
 impl Handler<RegisterPeer> for PeerRegistry {
-    type Result = Result<(PeerInfo, bool), PeerError>;
+    type Result = Result<PeerRegistration, PeerError>;
 
     #[tracing::instrument(name = "PeerRegistry::register", skip(self, _ctx), fields(host = %msg.host_name, ip = %msg.ip))]
     fn handle(&mut self, msg: RegisterPeer, _ctx: &mut Context<Self>) -> Self::Result {
         let ip = msg.ip.to_string();
-        let id = if msg.is_super {
-            PeerId::for_supernode(&msg.host_name, &ip)
-        } else {
-            PeerId::for_host(&msg.host_name, &ip)
+        let id = match msg.kind {
+            PeerKind::Client => PeerId::for_host(&msg.host_name, &ip),
+            PeerKind::Supernode => PeerId::for_supernode(&msg.host_name, &ip),
         };
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        let now = self.clock.now();
         if let Some(entry) = self.peers.get_mut(&id) {
             entry.info.port = msg.port;
             entry.info.version = msg.version;
-            entry.last_seen = Instant::now();
-            return Ok((entry.info.clone(), false));
+            entry.last_seen = now;
+            entry.stamp = stamp;
+            return Ok(PeerRegistration { info: entry.info.clone(), registered: Registered::Refreshed });
         }
         if self.peers.len() >= self.max_peers {
             return Err(PeerError::TooMany(self.max_peers));
@@ -156,11 +193,29 @@ impl Handler<RegisterPeer> for PeerRegistry {
             host_name: msg.host_name,
             port: msg.port,
             version: msg.version,
-            created: Local::now(),
+            created: DateTime::<Local>::from(self.clock.wall()),
         };
         self.metrics.peers.with_label_values(&[&ip]).inc();
-        self.peers.insert(id, PeerEntry { info: info.clone(), is_super: msg.is_super, last_seen: Instant::now() });
-        Ok((info, true))
+        self.peers.insert(id, PeerEntry { info: info.clone(), kind: msg.kind, last_seen: now, stamp });
+        Ok(PeerRegistration { info, registered: Registered::New { stamp } })
+    }
+}
+
+/// Undoes a registration that created a peer, when a later step of it failed. A peer that
+/// registered again since then is left alone: that registration still needs it.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RetractPeer {
+    pub id: PeerId,
+    pub stamp: u64,
+}
+
+impl Handler<RetractPeer> for PeerRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: RetractPeer, _ctx: &mut Context<Self>) {
+        if self.peers.get(&msg.id).is_some_and(|e| e.stamp == msg.stamp && e.kind == PeerKind::Client) {
+            self.remove(&msg.id);
+        }
     }
 }
 
@@ -172,6 +227,20 @@ impl Handler<GetPeer> for PeerRegistry {
     type Result = Result<PeerInfo, PeerError>;
     fn handle(&mut self, msg: GetPeer, _ctx: &mut Context<Self>) -> Self::Result {
         self.peers.get(&msg.0).map(|e| e.info.clone()).ok_or_else(|| PeerError::NotFound(msg.0.to_string()))
+    }
+}
+
+/// The known ones of several peers, in one message.
+#[derive(Message, Debug)]
+#[rtype(result = "HashMap<PeerId, PeerInfo>")]
+pub struct GetPeers(pub Vec<PeerId>);
+
+impl Handler<GetPeers> for PeerRegistry {
+    type Result = MessageResult<GetPeers>;
+    fn handle(&mut self, msg: GetPeers, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            msg.0.into_iter().filter_map(|id| Some((id.clone(), self.peers.get(&id)?.info.clone()))).collect(),
+        )
     }
 }
 
@@ -214,16 +283,10 @@ pub struct DeletePeer(pub PeerId);
 impl Handler<DeletePeer> for PeerRegistry {
     type Result = Result<PeerInfo, PeerError>;
     fn handle(&mut self, msg: DeletePeer, _ctx: &mut Context<Self>) -> Self::Result {
-        match self.peers.get(&msg.0) {
+        match self.peers.get(&msg.0).map(|e| e.kind) {
             None => Err(PeerError::NotFound(msg.0.to_string())),
-            Some(e) if e.is_super => Err(PeerError::SuperPeer(msg.0.to_string())),
-            Some(_) => {
-                let removed = self.peers.remove(&msg.0).map(|e| e.info);
-                if let Some(info) = &removed {
-                    self.metrics.peers.with_label_values(&[&info.ip.to_string()]).dec();
-                }
-                removed.ok_or_else(|| PeerError::NotFound(msg.0.to_string()))
-            }
+            Some(PeerKind::Supernode) => Err(PeerError::SuperPeer(msg.0.to_string())),
+            Some(PeerKind::Client) => self.remove(&msg.0).ok_or_else(|| PeerError::NotFound(msg.0.to_string())),
         }
     }
 }
@@ -239,31 +302,18 @@ pub struct CollectIdlePeers {
 impl Handler<CollectIdlePeers> for PeerRegistry {
     type Result = MessageResult<CollectIdlePeers>;
     fn handle(&mut self, msg: CollectIdlePeers, _ctx: &mut Context<Self>) -> Self::Result {
-        let now = Instant::now();
+        let now = self.clock.now();
         let gone: Vec<PeerId> = self
             .peers
             .values()
-            .filter(|e| !e.is_super && !msg.keep.contains(&e.info.id) && now.duration_since(e.last_seen) >= msg.idle)
+            .filter(|e| e.kind == PeerKind::Client && !msg.keep.contains(&e.info.id))
+            .filter(|e| now.duration_since(e.last_seen) >= msg.idle)
             .map(|e| e.info.id.clone())
             .collect();
         for id in &gone {
-            if let Some(e) = self.peers.remove(id) {
-                self.metrics.peers.with_label_values(&[&e.info.ip.to_string()]).dec();
-            }
+            self.remove(id);
         }
         MessageResult(gone)
-    }
-}
-
-/// Number of peers, for the gauges and the ops page.
-#[derive(Message, Debug)]
-#[rtype(result = "usize")]
-pub struct CountPeers;
-
-impl Handler<CountPeers> for PeerRegistry {
-    type Result = usize;
-    fn handle(&mut self, _msg: CountPeers, _ctx: &mut Context<Self>) -> usize {
-        self.peers.len()
     }
 }
 
@@ -271,16 +321,30 @@ impl Handler<CountPeers> for PeerRegistry {
 mod tests {
     use super::*;
 
+    use crate::clock::{ManualClock, SharedClock};
+
     fn reg(host: &str, ip: [u8; 4], port: u16) -> RegisterPeer {
-        RegisterPeer { host_name: host.into(), ip: Ipv4Addr::from(ip), port, version: "1.0.6".into(), is_super: false }
+        RegisterPeer {
+            host_name: host.into(),
+            ip: Ipv4Addr::from(ip),
+            port,
+            version: "1.0.6".into(),
+            kind: PeerKind::Client,
+        }
+    }
+
+    fn registry(clock: SharedClock) -> Addr<PeerRegistry> {
+        PeerRegistry::new(Arc::new(Metrics::new()), 100, clock).start()
     }
 
     #[actix::test]
     async fn same_host_same_id_and_sorting() {
-        let addr = PeerRegistry::new(Arc::new(Metrics::new()), 100).start();
-        let (a, new_a) = addr.send(reg("b-host", [10, 0, 0, 2], 20000)).await.unwrap().unwrap();
-        let (a2, new_a2) = addr.send(reg("b-host", [10, 0, 0, 2], 20001)).await.unwrap().unwrap();
-        assert!(new_a && !new_a2);
+        let addr = registry(ManualClock::new());
+        let a = addr.send(reg("b-host", [10, 0, 0, 2], 20000)).await.unwrap().unwrap();
+        let a2 = addr.send(reg("b-host", [10, 0, 0, 2], 20001)).await.unwrap().unwrap();
+        assert!(matches!(a.registered, Registered::New { .. }));
+        assert_eq!(a2.registered, Registered::Refreshed);
+        let (a, a2) = (a.info, a2.info);
         assert_eq!(a.id, a2.id);
         assert_eq!(a2.port, 20001);
         addr.send(reg("a-host", [10, 0, 0, 3], 20000)).await.unwrap().unwrap();
@@ -295,5 +359,34 @@ mod tests {
         let names: Vec<_> = list.iter().map(|p| p.host_name.as_str()).collect();
         assert_eq!(names, ["b-host", "a-host"]);
         assert!(addr.send(DeletePeer(PeerId::from_raw("nope"))).await.unwrap().is_err());
+    }
+
+    #[actix::test]
+    async fn a_retracted_registration_leaves_a_peer_that_registered_again() {
+        let addr = registry(ManualClock::new());
+        let first = addr.send(reg("h", [10, 0, 0, 9], 20000)).await.unwrap().unwrap();
+        let Registered::New { stamp } = first.registered else { panic!("new peer") };
+        addr.send(reg("h", [10, 0, 0, 9], 20000)).await.unwrap().unwrap();
+        addr.send(RetractPeer { id: first.info.id.clone(), stamp }).await.unwrap();
+        assert!(addr.send(GetPeer(first.info.id.clone())).await.unwrap().is_ok(), "refreshed since: kept");
+
+        let other = addr.send(reg("g", [10, 0, 0, 8], 20000)).await.unwrap().unwrap();
+        let Registered::New { stamp } = other.registered else { panic!("new peer") };
+        addr.send(RetractPeer { id: other.info.id.clone(), stamp }).await.unwrap();
+        assert!(addr.send(GetPeer(other.info.id)).await.unwrap().is_err(), "retracted");
+    }
+
+    #[actix::test]
+    async fn idle_peers_are_collected_on_the_clock() {
+        let clock = ManualClock::new();
+        let addr = registry(clock.clone());
+        let idle = addr.send(reg("idle", [10, 0, 0, 2], 20000)).await.unwrap().unwrap().info.id;
+        let kept = addr.send(reg("kept", [10, 0, 0, 3], 20000)).await.unwrap().unwrap().info.id;
+        let collect = |keep: &PeerId| CollectIdlePeers { idle: Duration::from_secs(600), keep: [keep.clone()].into() };
+        clock.advance(Duration::from_secs(599));
+        assert!(addr.send(collect(&kept)).await.unwrap().is_empty());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(addr.send(collect(&kept)).await.unwrap(), vec![idle]);
+        assert!(addr.send(GetPeer(kept)).await.unwrap().is_ok(), "a peer with an active client stays");
     }
 }

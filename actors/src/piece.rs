@@ -1,9 +1,12 @@
-//! Piece geometry and the wrapped piece format (PROTOCOL.md §5).
+//! Piece geometry, the wrapped piece format and piece digests. Part of the vocabulary:
+//! imports nothing of the crate.
+//!
+//! A task's source is cut into pieces of `pieceSize` bytes in the CDN file; each holds
+//! `pieceSize - 5` payload bytes framed by a 4-byte header and a 1-byte trailer, the format
+//! dfget checks on every piece it fetches.
 
 use std::fmt;
 use std::str::FromStr;
-
-use md5::{Digest, Md5};
 
 pub const MIB: u64 = 1024 * 1024;
 /// 4-byte header + 1-byte trailer around every piece payload.
@@ -12,7 +15,8 @@ pub const PIECE_TRAILER: u8 = 0x7f;
 pub const DEFAULT_PIECE_SIZE: u64 = 4 * MIB;
 pub const MAX_PIECE_SIZE: u64 = 15 * MIB;
 
-/// Piece size for a source of `http_len` bytes (§5.1).
+/// Piece size for a source of `http_len` bytes: 4 MiB up to 200 MiB (or an unknown length),
+/// then one more MiB per 100 MiB, at most 15 MiB (Go's rule).
 pub fn piece_size_for(http_len: i64) -> u64 {
     if http_len <= 200 * MIB as i64 {
         return DEFAULT_PIECE_SIZE;
@@ -37,7 +41,7 @@ impl PieceLayout {
         self.piece_size - PIECE_OVERHEAD
     }
 
-    /// Number of pieces; an empty source still has one (§5.2).
+    /// Number of pieces; an empty source still has one (a 5-byte piece with no payload).
     pub fn piece_count(&self) -> u64 {
         self.http_len.div_ceil(self.payload_size()).max(1)
     }
@@ -58,29 +62,60 @@ impl PieceLayout {
         self.payload_len(n) + PIECE_OVERHEAD
     }
 
-    /// The full-slot range handed out for piece `n` (§5.3).
+    /// The range handed out for piece `n`: always a whole slot of `piece_size` bytes, also for
+    /// the last piece (clients clamp it to the file).
     pub fn slot(&self, n: u64) -> PieceRange {
         PieceRange { start: n * self.piece_size, end: n * self.piece_size + self.piece_size - 1 }
     }
 }
 
-/// The 4-byte big-endian header: `dataLen | pieceSize << 4` (§5.4).
+/// The 4-byte big-endian header: `dataLen | pieceSize << 4`.
 pub fn piece_header(data_len: u64, piece_size: u64) -> [u8; 4] {
     ((data_len as u32) | ((piece_size as u32) << 4)).to_be_bytes()
 }
 
-/// `md5hex:wrappedLen` of a wrapped piece (§5.5).
-pub fn piece_md5_string(md5: &[u8], wrapped_len: u64) -> String {
-    format!("{}:{}", hex::encode(md5), wrapped_len)
+/// The digest of one wrapped piece as clients check it: md5 of the whole wrapped piece and
+/// its length, written `md5hex:wrappedLen` on the wire (`pieceMd5`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PieceDigest {
+    pub md5: [u8; 16],
+    pub len: u64,
 }
 
-/// md5 of a whole wrapped piece, computed from its parts.
-pub fn wrapped_piece_md5(payload: &[u8], piece_size: u64) -> [u8; 16] {
-    let mut h = Md5::new();
-    h.update(piece_header(payload.len() as u64, piece_size));
-    h.update(payload);
-    h.update([PIECE_TRAILER]);
-    h.finalize().into()
+impl PieceDigest {
+    pub fn new(md5: [u8; 16], len: u64) -> PieceDigest {
+        PieceDigest { md5, len }
+    }
+
+    /// The md5 part alone, lowercase hex: what is compared when the piece is read back from disk.
+    pub fn md5_hex(&self) -> String {
+        hex::encode(self.md5)
+    }
+}
+
+impl fmt::Display for PieceDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", hex::encode(self.md5), self.len)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid piece digest {0:?}: expected <32 hex digits>:<length>")]
+pub struct PieceDigestError(pub String);
+
+impl FromStr for PieceDigest {
+    type Err = PieceDigestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || PieceDigestError(s.to_string());
+        let (md5, len) = s.split_once(':').ok_or_else(err)?;
+        let mut bytes = [0u8; 16];
+        hex::decode_to_slice(md5, &mut bytes).map_err(|_| err())?;
+        if md5.bytes().any(|b| b.is_ascii_uppercase()) || len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        Ok(PieceDigest { md5: bytes, len: len.parse().map_err(|_| err())? })
+    }
 }
 
 /// Why bytes are not one wrapped piece.
@@ -96,7 +131,7 @@ pub enum PieceFormatError {
     BadTrailer(u8),
 }
 
-/// Checks the framing of one wrapped piece (§5.4) and returns its payload.
+/// Checks the framing of one wrapped piece and returns its payload.
 pub fn unwrap_piece(bytes: &[u8], piece_size: u64) -> Result<&[u8], PieceFormatError> {
     if bytes.len() < PIECE_OVERHEAD as usize {
         return Err(PieceFormatError::TooShort(bytes.len()));
@@ -119,7 +154,7 @@ pub fn unwrap_piece(bytes: &[u8], piece_size: u64) -> Result<&[u8], PieceFormatE
     Ok(&bytes[4..bytes.len() - 1])
 }
 
-/// A byte range `start-end` (inclusive) in CDN coordinates (§5.3).
+/// A byte range `start-end` (inclusive) in CDN-file coordinates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PieceRange {
     pub start: u64,
@@ -217,6 +252,23 @@ mod tests {
         *bad.last_mut().unwrap() = 0;
         assert_eq!(unwrap_piece(&bad, 4 * MIB), Err(PieceFormatError::BadTrailer(0)));
         assert_eq!(unwrap_piece(&[1, 2], 4 * MIB), Err(PieceFormatError::TooShort(2)));
+    }
+
+    #[test]
+    fn digests() {
+        let d: PieceDigest = "0123456789abcdef0123456789abcdef:4194304".parse().unwrap();
+        assert_eq!(d.len, 4194304);
+        assert_eq!(d.md5_hex(), "0123456789abcdef0123456789abcdef");
+        assert_eq!(d.to_string(), "0123456789abcdef0123456789abcdef:4194304");
+        for bad in [
+            "",
+            "abc:1",
+            "0123456789abcdef0123456789abcdef",
+            "0123456789ABCDEF0123456789abcdef:1",
+            "0123456789abcdef0123456789abcdef:-1",
+        ] {
+            assert!(bad.parse::<PieceDigest>().is_err(), "{bad}");
+        }
     }
 
     #[test]

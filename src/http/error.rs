@@ -1,4 +1,5 @@
-//! The HTTP layer's one error type and its mapping to the API's shapes (§1.6, §16 P11).
+//! The HTTP layer's one error type and its mapping to the API's error shape
+//! (`{"code": <HTTP status>, "message": ...}`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -66,7 +67,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let message = self.to_string();
-        let mut res = super::json::json_response(status, &ErrorBody { code: status.as_u16(), message: &message });
+        let mut res = super::reply::json_response(status, &ErrorBody { code: status.as_u16(), message: &message });
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 actix_web::http::header::WWW_AUTHENTICATE,

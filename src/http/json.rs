@@ -1,15 +1,13 @@
-//! Request binding with Go `encoding/json` semantics (§1.4) and response rendering (§1.5).
+//! Request binding with Go `encoding/json` semantics.
 //!
 //! dfget sends `rawUrl`, `cid`, `ip` where the API declares `rawURL`, `cID`, `IP`:
 //! keys are matched to the declared field names ignoring ASCII case (an exact-case key
 //! wins), unknown keys are ignored, `null` means "absent", and only the first JSON value
 //! of the body is read. Type errors are strict and name the field.
 
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::{self, DeserializeOwned, Visitor};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -135,17 +133,6 @@ pub async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<w
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
-}
-
-/// `application/json` with one trailing newline and no HTML escaping (§1.5).
-pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
-    match serde_json::to_vec(value) {
-        Ok(mut body) => {
-            body.push(b'\n');
-            HttpResponse::build(status).content_type("application/json").body(body)
-        }
-        Err(e) => HttpResponse::InternalServerError().content_type("text/plain").body(format!("encoding reply: {e}")),
-    }
 }
 
 /// The query string as ordered key/value pairs (keys may repeat).

@@ -12,7 +12,8 @@ use tracing::Instrument;
 
 use super::AppState;
 
-/// `/v1.24/peer/registry` → `/peer/registry` (§1.2): digits and dots after a `v`.
+/// `/v1.24/peer/registry` → `/peer/registry`: Go answers every route under a version
+/// prefix (digits and dots after a `v`).
 fn unversioned(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/v")?;
     let end = rest.find('/')?;

@@ -5,12 +5,15 @@ pub mod error;
 pub mod json;
 mod middleware;
 mod peers;
+mod pieces;
 mod preheat;
 pub mod registry;
+mod reply;
 mod result;
 mod schedule;
 mod seeds;
 mod system;
+mod task_metrics;
 mod tasks;
 mod ui;
 
@@ -19,11 +22,12 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::http::Method;
 use actix_web::web;
-use supernode_actors::cdn::{CdnManager, SourcePolicy};
+use supernode_actors::cdn::SourcePolicy;
 
 use crate::config::SecurityConfig;
 use supernode_actors::metrics::Metrics;
 use supernode_actors::preheat::PreheatManager;
+use supernode_actors::reports::DfgetReports;
 use supernode_actors::scheduler::PieceScheduler;
 use supernode_actors::task_manager::TaskManager;
 use supernode_actors::PeerRegistry;
@@ -32,9 +36,9 @@ use supernode_actors::PeerRegistry;
 pub struct AppState {
     pub peers: Addr<PeerRegistry>,
     pub tasks: Addr<TaskManager>,
-    pub cdn: Addr<CdnManager>,
     pub scheduler: Addr<PieceScheduler>,
     pub preheats: Addr<PreheatManager>,
+    pub reports: Addr<DfgetReports>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     /// Identity of this process, new at every start (heartbeat `version`).
@@ -55,7 +59,7 @@ impl AppState {
 
     /// 403 unless the source policy admits `url`'s host.
     pub fn check_source(&self, url: &str) -> Result<(), error::ApiError> {
-        self.policy.check_url(url).map_err(error::ApiError::Forbidden)
+        self.policy.check_url(url).map_err(|e| error::ApiError::Forbidden(e.to_string()))
     }
 
     /// 403 unless `call_system` may register.
@@ -93,8 +97,9 @@ fn register(r: &mut RouteSet) {
     peers::routes(r);
     registry::routes(r);
     schedule::routes(r);
-    schedule::task_metrics::routes(r);
+    task_metrics::routes(r);
     tasks::routes(r);
+    pieces::routes(r);
     preheat::routes(r);
     seeds::routes(r);
     ui::routes(r);
@@ -116,7 +121,7 @@ pub fn route_table() -> Vec<(Method, String)> {
     table
 }
 
-/// Go's answer for an unknown path (§1.3).
+/// Go's answer for an unknown path.
 pub async fn not_found() -> actix_web::HttpResponse {
     actix_web::HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("404 page not found\n")
 }

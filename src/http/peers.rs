@@ -1,4 +1,5 @@
-//! `/api/v1/peers` (§4.1 as amended by §16 P6, P14).
+//! `/api/v1/peers`: registering, listing, reading and deleting peers. Peer IDs are stable
+//! (`<hostName>-<IP>`), so creating a known host again answers 201 with the same ID.
 
 use std::net::Ipv4Addr;
 
@@ -8,12 +9,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use supernode_actors::peer_registry::{
-    DeletePeer, GetPeer, ListPeers, PeerError, PeerInfo, PeerSortKey, RegisterPeer, SortDirection,
+    DeletePeer, GetPeer, ListPeers, PeerError, PeerInfo, PeerKind, PeerSortKey, RegisterPeer, SortDirection,
 };
 use supernode_actors::PeerId;
 
 use super::error::ApiError;
-use super::json::{bind_json, json_response, query_pairs, read_body};
+use super::json::{bind_json, query_pairs, read_body};
+use super::reply::json_response;
 use super::{AppState, RouteSet};
 
 pub fn routes(r: &mut RouteSet) {
@@ -38,7 +40,7 @@ struct PeerCreateResponse {
     id: String,
 }
 
-/// PeerInfo on the wire; every key omitted when empty (§1.5).
+/// PeerInfo on the wire; every key omitted when empty.
 #[derive(Serialize)]
 pub struct PeerInfoDto {
     #[serde(rename = "ID")]
@@ -115,12 +117,13 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         return Err(ApiError::BadRequest(format!("hostName: {host_name:?} is not a valid RFC 1123 host name")));
     }
     let port = check_port("port", r.port.ok_or_else(|| ApiError::BadRequest("port: required".into()))?)?;
-    let (info, _) = state
+    let version = r.version.unwrap_or_default();
+    let registration = state
         .peers
-        .send(RegisterPeer { host_name, ip, port, version: r.version.unwrap_or_default(), is_super: false })
+        .send(RegisterPeer { host_name, ip, port, version, kind: PeerKind::Client })
         .await?
         .map_err(peer_error)?;
-    Ok(json_response(StatusCode::CREATED, &PeerCreateResponse { id: info.id.to_string() }))
+    Ok(json_response(StatusCode::CREATED, &PeerCreateResponse { id: registration.info.id.to_string() }))
 }
 
 fn parse_count(name: &str, value: &str) -> Result<usize, ApiError> {

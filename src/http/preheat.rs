@@ -1,4 +1,8 @@
-//! Preheat API for Harbor and ops (§8, §16 P2, P15), on `/preheats…` and `/api/v1/preheats…`.
+//! Preheat API for Harbor (2.1–2.11) and ops, on `/preheats…` and `/api/v1/preheats…`.
+//!
+//! A new preheat answers 200 `{"ID": ...}`; the same preheat while it runs answers 200 with
+//! the same ID and no second run; after it succeeded, 208 with `ID` too (Harbor reads `ID`
+//! from a 208) and Go's message last; after it failed, it runs again.
 
 use std::collections::BTreeMap;
 
@@ -10,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use supernode_actors::preheat::{
     CreateOutcome, CreatePreheat, DeletePreheat, GetPreheat, ListPreheats, Preheat, PreheatRequest, PreheatType,
 };
+use supernode_actors::PreheatId;
 
 use super::error::ApiError;
-use super::json::{bind_json, json_response, read_body};
+use super::json::{bind_json, read_body};
+use super::reply::json_response;
 use super::{AppState, RouteSet};
 
 pub fn routes(r: &mut RouteSet) {
@@ -36,7 +42,8 @@ struct PreheatCreateRequest {
     headers: BTreeMap<String, String>,
 }
 
-/// PreheatInfo: `startTime`/`finishTime` always present, UTC with milliseconds (§8.1).
+/// PreheatInfo: `startTime`/`finishTime` always present, UTC with milliseconds (the epoch
+/// while not finished).
 #[derive(Serialize)]
 pub struct PreheatInfo {
     #[serde(rename = "ID")]
@@ -54,7 +61,7 @@ impl From<Preheat> for PreheatInfo {
     fn from(p: Preheat) -> Self {
         let fmt = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
         PreheatInfo {
-            id: p.id,
+            id: p.id.to_string(),
             status: p.status.as_str(),
             start_time: fmt(p.start_time),
             finish_time: fmt(p.finish_time.unwrap_or(chrono::DateTime::UNIX_EPOCH)),
@@ -69,7 +76,7 @@ struct CreatedBody {
     id: String,
 }
 
-/// 208 body: `ID` for Harbor's create path, and Go's message last (§16 P2).
+/// 208 body: `ID` for Harbor's create path, and Go's message last.
 #[derive(Serialize)]
 struct AlreadyBody {
     #[serde(rename = "ID")]
@@ -101,11 +108,11 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     let request = PreheatRequest { kind, url, filter: r.filter, identifier: r.identifier, headers: r.headers };
     match state.preheats.send(CreatePreheat(request)).await? {
         CreateOutcome::Created(id) | CreateOutcome::InProgress(id) => {
-            Ok(json_response(StatusCode::OK, &CreatedBody { id }))
+            Ok(json_response(StatusCode::OK, &CreatedBody { id: id.to_string() }))
         }
         CreateOutcome::AlreadyDone(id) => {
             let message = format!("preheat task already exists, id:{id}");
-            Ok(json_response(StatusCode::ALREADY_REPORTED, &AlreadyBody { id, code: 208, message }))
+            Ok(json_response(StatusCode::ALREADY_REPORTED, &AlreadyBody { id: id.to_string(), code: 208, message }))
         }
     }
 }
@@ -116,7 +123,7 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = PreheatId::from_raw(&path.into_inner());
     let p = state
         .preheats
         .send(GetPreheat(id.clone()))
@@ -126,7 +133,7 @@ async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<Http
 }
 
 async fn delete(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
+    let id = PreheatId::from_raw(&path.into_inner());
     if state.preheats.send(DeletePreheat(id.clone())).await? {
         Ok(HttpResponse::Ok().finish())
     } else {

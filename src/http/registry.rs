@@ -1,4 +1,9 @@
-//! `POST /peer/registry` (§3.1, §6.1, §16 P7, P8, P11).
+//! `POST /peer/registry`: dfget's registration of one download.
+//!
+//! The body is JSON (dfget 1.x) or a form (0.2.x clients); keys are matched ignoring case.
+//! A body that does not bind or fails a check gets HTTP 400 with both ResultInfo's
+//! param-error code and the API's `message`. A source that cannot be used gets 607 (608
+//! when it wants credentials), which makes dfget stop trying other supernodes.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -11,9 +16,12 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use supernode_actors::cdn::source::check_root_cas;
-use supernode_actors::peer_registry::RegisterPeer;
-use supernode_actors::scheduler::RegisterClient;
-use supernode_actors::task_manager::{RegisterError, RegisterTask, TaskSpec};
+use supernode_actors::failure::SourceFailure;
+use supernode_actors::peer_registry::{PeerKind, RegisterPeer};
+use supernode_actors::scheduler::ClientRole;
+use supernode_actors::spec::{task_url, SourceTls, TaskSpec};
+use supernode_actors::task_manager::{ClientRequest, Downloader, Pattern, Register, RegisterError};
+use supernode_actors::ClientId;
 
 use super::error::ApiError;
 use super::json::{bind_json, bind_value, read_body, struct_fields};
@@ -119,7 +127,7 @@ fn form_to_value(body: &[u8]) -> Result<Value, ApiError> {
     Ok(Value::Object(map))
 }
 
-/// `"Name: value"` list → map (§3.1): split at the first `:`, trim, drop empty, join repeats with `,`.
+/// `"Name: value"` list → map: split at the first `:`, trim, drop empty, join repeats with `,`.
 pub fn header_list_to_map(list: &[String]) -> BTreeMap<String, String> {
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     for entry in list {
@@ -207,31 +215,39 @@ fn validate(r: &TaskRegisterRequest) -> Result<Validated, ApiError> {
     if r.call_system.as_deref() == Some("") {
         return Err(ApiError::BadRequest("callSystem: empty value".into()));
     }
-    let task_url = if r.task_url.is_empty() { r.raw_url.clone() } else { r.task_url.clone() };
+    let task_url = task_url(&r.raw_url, &r.task_url, &[]);
     let headers = header_list_to_map(&r.headers);
     check_headers(&headers)?;
     let root_cas = decode_root_cas(&r.root_cas)?;
-    check_root_cas(&root_cas).map_err(ApiError::BadRequest)?;
+    check_root_cas(&root_cas).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let spec = TaskSpec {
         raw_url: r.raw_url.clone(),
         task_url,
         headers,
         md5: r.md5.clone(),
         identifier: r.identifier.clone(),
-        insecure: r.insecure,
-        root_cas,
+        tls: SourceTls::from_request(r.insecure, root_cas),
     };
     Ok(Validated { ip, port, spec })
 }
 
-/// Maps a registration failure to the reply dfget understands (§16 P8, P9).
+/// Maps a registration failure to the reply dfget understands: 607 for a source that
+/// cannot be used, 608 for one that wants credentials, 606 for a conflicting task, 403 for
+/// a source the policy refuses, 503 for a limit, 501 for a bad request.
 pub fn register_error_reply(e: &RegisterError) -> HttpResponse {
-    match e {
-        RegisterError::SourceUnreachable(m) => result_msg(ResultCode::UrlNotReachable, m),
-        RegisterError::SourceAuth(m) => result_msg(ResultCode::NeedAuth, m),
-        RegisterError::Conflict(_) => result_msg(ResultCode::TaskConflict, &e.to_string()),
-        RegisterError::TooMany(_) => ApiError::Overloaded(e.to_string()).error_response(),
-        RegisterError::Denied(m) => ApiError::Forbidden(m.clone()).error_response(),
+    match (e, e.source_failure()) {
+        (_, Some(SourceFailure::Denied(m))) => ApiError::Forbidden(m.to_string()).error_response(),
+        (_, Some(SourceFailure::Auth(_))) => result_msg(ResultCode::NeedAuth, &e.to_string()),
+        (RegisterError::Source(_) | RegisterError::Remembered(_), _)
+        | (RegisterError::OpenTimeout(_) | RegisterError::Removed, _) => {
+            result_msg(ResultCode::UrlNotReachable, &e.to_string())
+        }
+        (RegisterError::Conflict(_), _) => result_msg(ResultCode::TaskConflict, &e.to_string()),
+        (RegisterError::UnknownPeer(_), _) => registry_bad_request(&e.to_string()),
+        (RegisterError::TooManyTasks(_) | RegisterError::Peer(_) | RegisterError::Client(_), _) => {
+            ApiError::Overloaded(e.to_string()).error_response()
+        }
+        (RegisterError::Stopped, _) => ApiError::Unavailable.error_response(),
     }
 }
 
@@ -256,52 +272,39 @@ async fn register(
         Err(ApiError::BadRequest(m)) => return Ok(registry_bad_request(&m)),
         Err(e) => return Err(e),
     };
-    state.check_call_system(r.call_system.as_deref().unwrap_or(""))?;
+    let call_system = r.call_system.clone().unwrap_or_default();
+    state.check_call_system(&call_system)?;
     state.check_source(&r.raw_url)?;
     tracing::info!(cid = %r.cid, url = %r.raw_url, "registration");
-    let (peer, _) = match state
-        .peers
-        .send(RegisterPeer {
-            host_name: r.host_name.clone(),
-            ip: v.ip,
-            port: v.port,
-            version: r.version.clone(),
-            is_super: false,
-        })
-        .await?
-    {
-        Ok(p) => p,
-        Err(e) => return Ok(ApiError::Overloaded(e.to_string()).error_response()),
+    let peer = RegisterPeer {
+        host_name: r.host_name.clone(),
+        ip: v.ip,
+        port: v.port,
+        version: r.version.clone(),
+        kind: PeerKind::Client,
     };
-    let task = match state.tasks.send(RegisterTask(v.spec)).await? {
-        Ok(t) => t,
+    let client = ClientRequest {
+        cid: ClientId::new(r.cid.clone()),
+        path: r.path.clone(),
+        super_node_ip: r.super_node_ip.clone(),
+        pattern: if r.pattern.eq_ignore_ascii_case("cdn") { Pattern::Cdn } else { Pattern::P2p },
+        as_seed: r.as_seed,
+        call_system: call_system.clone(),
+    };
+    let registered = state.tasks.send(Register { spec: v.spec, downloader: Downloader::Host { peer, client } }).await?;
+    let registration = match registered {
+        Ok(reg) => reg,
         Err(e) => {
             tracing::info!(cid = %r.cid, error = %e, "registration refused");
             return Ok(register_error_reply(&e));
         }
     };
-    let serves = v.port != 0 && !r.pattern.eq_ignore_ascii_case("cdn");
-    let client = RegisterClient {
-        task_id: task.id.clone(),
-        cid: r.cid.clone(),
-        peer_id: peer.id,
-        ip: v.ip,
-        port: v.port,
-        path: r.path.clone(),
-        super_node_ip: r.super_node_ip.clone(),
-        serves,
-        as_seed: r.as_seed,
-        call_system: r.call_system.clone().unwrap_or_default(),
-    };
-    let as_seed = match state.scheduler.send(client).await? {
-        Ok(granted) => granted,
-        Err(e) => return Ok(ApiError::Overloaded(e.to_string()).error_response()),
-    };
-    let call_system = r.call_system.as_deref().unwrap_or("");
-    state.metrics.dfgettasks_registered.with_label_values(&[call_system]).inc();
+    state.metrics.dfgettasks_registered.with_label_values(&[&call_system]).inc();
+    let task = registration.task;
+    let as_seed = registration.role == Some(ClientRole::Seed);
     let data = RegisterData {
         task_id: task.id.to_string(),
-        file_length: task.http_file_length,
+        file_length: task.http_file_length.map_or(-1, |l| l as i64),
         piece_size: task.piece_size,
         cdn_source: "supernode",
         as_seed,

@@ -1,12 +1,13 @@
-//! The ResultInfo envelope of the dfget control plane (§1.7): always HTTP 200 unless noted.
+//! The ResultInfo envelope of the dfget control plane, `{code, data?, msg?}`: always HTTP
+//! 200 unless noted, since dfget treats any other status as an unreachable supernode.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde::Serialize;
 
-use super::json::json_response;
+use super::reply::json_response;
 
-/// ResultInfo codes used by this server (§1.7, §16 P9).
+/// ResultInfo codes used by this server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResultCode {
     Success = 200,
@@ -44,7 +45,7 @@ pub fn result_msg(code: ResultCode, msg: &str) -> HttpResponse {
     result::<()>(code, msg, None)
 }
 
-/// §16 P11: a bad registration is HTTP 400 carrying both ResultInfo's param code and `message`.
+/// A bad registration: HTTP 400 carrying both ResultInfo's param code and the API's `message`.
 pub fn registry_bad_request(message: &str) -> HttpResponse {
     #[derive(Serialize)]
     struct Body<'a> {

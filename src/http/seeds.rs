@@ -1,6 +1,6 @@
-//! `/peer/heartbeat` and `/peer/network` (§10.1, §16 P5, P17). Both answer one body that
-//! is the ResultInfo envelope the dfget client functions expect and, at the top level,
-//! the bare payload swagger describes.
+//! `/peer/heartbeat` and `/peer/network` (dfdaemon's seed pattern). Both answer one body
+//! that is the ResultInfo envelope the dfget client functions expect and, at the top
+//! level, the bare payload swagger describes.
 
 use std::collections::BTreeMap;
 
@@ -8,13 +8,14 @@ use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use supernode_actors::peer_registry::GetPeer;
-use supernode_actors::scheduler::{Heartbeat, NetworkInfo, SeedNode};
-use supernode_actors::task_manager::GetTask;
+use supernode_actors::scheduler::Heartbeat;
+use supernode_actors::task_manager::SeedNetwork;
+use supernode_actors::ClientId;
 
 use super::error::ApiError;
-use super::json::{bind_json, json_response, query_pairs, read_body};
+use super::json::{bind_json, query_pairs, read_body};
 use super::peers::PeerInfoDto;
+use super::reply::json_response;
 use super::tasks::TaskInfo;
 use super::{AppState, RouteSet};
 
@@ -25,7 +26,7 @@ pub fn routes(r: &mut RouteSet) {
     }
 }
 
-/// `{"code":200,"msg":"success","data":P, …P}` (§16 P5).
+/// `{"code":200,"msg":"success","data":P, …P}`: both shapes in one body.
 #[derive(Serialize)]
 struct BothShapes<'a, P: Serialize> {
     code: i32,
@@ -70,10 +71,11 @@ async fn heartbeat(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload).await?;
     let r: HeartBeatRequest = read_optional(&body)?;
-    let info = state.scheduler.send(Heartbeat { cid: r.cid }).await?;
+    let info = state.scheduler.send(Heartbeat { cid: ClientId::new(r.cid) }).await?;
+    let seeds: Vec<String> = info.seed_task_ids.iter().map(ToString::to_string).collect();
     let reply = HeartBeatResponse {
         need_register: info.need_register,
-        seed_task_ids: (!info.seed_task_ids.is_empty()).then_some(info.seed_task_ids),
+        seed_task_ids: (!seeds.is_empty()).then_some(seeds),
         version: state.instance.clone(),
     };
     Ok(both_shapes(&reply))
@@ -146,28 +148,28 @@ async fn network(
     state.check_list_len("urls", r.urls.len())?;
     let urls: Vec<String> =
         r.urls.into_iter().skip(start).take(if limit < 0 { usize::MAX } else { limit as usize }).collect();
-    let seeds = state.scheduler.send(NetworkInfo { urls }).await?;
-    let mut by_peer: BTreeMap<String, Vec<SeedNode>> = BTreeMap::new();
-    for s in seeds {
-        by_peer.entry(s.peer_id.to_string()).or_default().push(s);
-    }
-    let mut nodes = Vec::new();
-    for (_, seeds) in by_peer {
-        let Ok(peer) = state.peers.send(GetPeer(seeds[0].peer_id.clone())).await? else { continue };
-        let mut tasks = Vec::new();
-        for s in &seeds {
-            let Some(task) = state.tasks.send(GetTask(s.task_id.clone())).await? else { continue };
-            let piece = SeedPiece {
-                pid: s.peer_id.to_string(),
-                piece_size: s.piece_size,
-                peer_ip: s.ip.to_string(),
-                peer_port: s.port,
-                path: s.path.clone(),
-            };
-            tasks.push(TaskFetchInfo { task: TaskInfo::from(task), pieces: vec![piece] });
-        }
-        let load = seeds.iter().map(|s| s.load).max().unwrap_or(0);
-        nodes.push(Node { basic: PeerInfoDto::from(peer), extra: BTreeMap::new(), load, tasks });
-    }
+    let seeds = state.tasks.send(SeedNetwork { urls }).await?;
+    let nodes: Vec<Node> = seeds
+        .into_iter()
+        .map(|s| Node {
+            basic: PeerInfoDto::from(s.peer),
+            extra: BTreeMap::new(),
+            load: s.load,
+            tasks: s
+                .tasks
+                .into_iter()
+                .map(|(task, seed)| TaskFetchInfo {
+                    task: TaskInfo::from(task),
+                    pieces: vec![SeedPiece {
+                        pid: seed.peer_id.to_string(),
+                        piece_size: seed.piece_size,
+                        peer_ip: seed.ip.to_string(),
+                        peer_port: seed.port,
+                        path: seed.path,
+                    }],
+                })
+                .collect(),
+        })
+        .collect();
     Ok(both_shapes(&NetworkInfoFetchResponse { nodes: (!nodes.is_empty()).then_some(nodes) }))
 }

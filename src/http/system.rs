@@ -1,4 +1,4 @@
-//! `/_ping`, `/version`, `/metrics` (§3.8).
+//! `/_ping`, `/version`, `/metrics` and the API document.
 
 use actix_web::http::Method;
 use actix_web::http::StatusCode;
@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use prometheus::{Encoder, TextEncoder};
 use serde::Serialize;
 
-use super::json::json_response;
+use super::reply::json_response;
 use super::{AppState, RouteSet};
 
 pub fn routes(r: &mut RouteSet) {

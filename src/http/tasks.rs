@@ -1,5 +1,5 @@
-//! `/api/v1/tasks…` (§4.2, §4.3): the task API the original left unimplemented, plus
-//! pause/resume for operators.
+//! `/api/v1/tasks…`: the task API the Go supernode left unimplemented, plus pause/resume
+//! for operators. The piece endpoints under a task are in `pieces.rs`.
 
 use std::collections::BTreeMap;
 
@@ -7,21 +7,19 @@ use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use supernode_actors::ids::filter_task_url;
-use supernode_actors::peer_registry::GetPeer;
-use supernode_actors::piece::PieceRange;
-use supernode_actors::scheduler::{
-    ApplyPieceResult, PeerCompletedTask, Poll, PollReply, Progress, RegisterClient, ReportPieceError, ResolvePeer,
-};
+use supernode_actors::cdn::CacheFiles;
+use supernode_actors::scheduler::TaskProgress;
+use supernode_actors::spec::{task_url, TaskSpec};
 use supernode_actors::task_manager::{
-    DeleteTask, GetTask, ListTasks, RegisterError, RegisterTask, SetPaused, Task, TaskSpec,
+    ClientRequest, DeleteTask, Downloader, GetTask, ListTasks, Pattern, Register, RegisterError, Task, UpdateTask,
 };
-use supernode_actors::{PeerId, TaskId};
+use supernode_actors::{ClientId, PeerId, TaskId};
 
 use super::error::ApiError;
-use super::json::{bind_json, json_response, query_pairs, read_body};
+use super::json::{bind_json, query_pairs, read_body};
 use super::registry::{check_headers, check_source_url};
-use super::schedule::{handle_piece_error, parse_error_type, parse_result, parse_status, sched_error};
+use super::reply::json_response;
+use super::schedule::sched_error;
 use super::{AppState, RouteSet};
 
 pub fn routes(r: &mut RouteSet) {
@@ -30,16 +28,9 @@ pub fn routes(r: &mut RouteSet) {
         "/api/v1/tasks/{id}",
         vec![(Method::GET, web::to(get)), (Method::PUT, web::to(update)), (Method::DELETE, web::to(delete))],
     );
-    r.add("/api/v1/tasks/{id}/pieces", vec![(Method::GET, web::to(pull_pieces))]);
-    r.add("/api/v1/tasks/{id}/pieces/{pieceRange}", vec![(Method::PUT, web::to(update_piece))]);
-    // Go answered GET with a JSON body; swagger says POST. Both work.
-    r.add(
-        "/api/v1/tasks/{id}/pieces/{pieceRange}/error",
-        vec![(Method::POST, web::to(piece_error)), (Method::GET, web::to(piece_error))],
-    );
 }
 
-/// TaskInfo (§4.2): every key omitted when empty; `paused` and `errorMsg` are ours.
+/// TaskInfo: every key omitted when empty; `paused` and `errorMsg` are ours.
 #[derive(Serialize)]
 pub struct TaskInfo {
     #[serde(rename = "ID")]
@@ -86,7 +77,7 @@ impl From<Task> for TaskInfo {
             id: t.id.to_string(),
             cdn_status: t.cdn_status.as_str(),
             file_length: t.file_length,
-            http_file_length: t.http_file_length,
+            http_file_length: t.http_file_length.map_or(-1, |l| l as i64),
             piece_size: t.piece_size,
             piece_total: t.piece_total,
             raw_url: t.spec.raw_url,
@@ -96,26 +87,13 @@ impl From<Task> for TaskInfo {
             identifier: t.spec.identifier,
             headers: t.spec.headers,
             paused: t.paused,
-            error_msg: t.failure,
+            error_msg: t.failure.map(|f| f.to_string()).unwrap_or_default(),
         }
     }
 }
 
-/// The v1 API names sources by peer ID; the scheduler knows them by their download's CID.
-async fn client_of_peer(state: &AppState, task_id: &TaskId, peer_id: &str) -> Result<Option<String>, ApiError> {
-    Ok(state.scheduler.send(ResolvePeer { task_id: task_id.clone(), peer_id: PeerId::from_raw(peer_id) }).await?)
-}
-
-fn task_id(raw: &str) -> Result<TaskId, ApiError> {
+pub fn task_id(raw: &str) -> Result<TaskId, ApiError> {
     TaskId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("task {raw:?} not found")))
-}
-
-/// `/api/v1/tasks/{id}/pieces/{pieceRange}…`: the task ID and the piece range.
-fn piece_path(path: web::Path<(String, String)>) -> Result<(TaskId, PieceRange), ApiError> {
-    let (raw_id, raw_range) = path.into_inner();
-    let id = task_id(&raw_id)?;
-    let range = raw_range.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
-    Ok((id, range))
 }
 
 #[derive(Deserialize, Default)]
@@ -157,13 +135,23 @@ struct TaskCreateResponse {
     cdn_source: &'static str,
 }
 
-/// Registration failures on the v1 API.
+/// Registration failures on the v1 API: a source that cannot be used is 422, a conflicting
+/// task 409, a refused source 403, a limit 503.
 fn register_error(e: RegisterError) -> ApiError {
+    if let Some(supernode_actors::failure::SourceFailure::Denied(m)) = e.source_failure() {
+        return ApiError::Forbidden(m.to_string());
+    }
     match &e {
-        RegisterError::TooMany(_) => ApiError::Overloaded(e.to_string()),
-        RegisterError::Denied(m) => ApiError::Forbidden(m.clone()),
+        RegisterError::TooManyTasks(_) | RegisterError::Peer(_) | RegisterError::Client(_) => {
+            ApiError::Overloaded(e.to_string())
+        }
         RegisterError::Conflict(_) => ApiError::Conflict(e.to_string()),
-        RegisterError::SourceUnreachable(_) | RegisterError::SourceAuth(_) => ApiError::SourceFailed(e.to_string()),
+        RegisterError::UnknownPeer(_) => ApiError::BadRequest(e.to_string()),
+        RegisterError::Stopped => ApiError::Unavailable,
+        RegisterError::Source(_)
+        | RegisterError::Remembered(_)
+        | RegisterError::OpenTimeout(_)
+        | RegisterError::Removed => ApiError::SourceFailed(e.to_string()),
     }
 }
 
@@ -177,54 +165,41 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     state.check_list_len("headers", r.headers.len())?;
     state.check_list_len("filter", r.filter.len())?;
     check_headers(&r.headers)?;
-    state.check_call_system(r.call_system.as_deref().unwrap_or(""))?;
+    let call_system = r.call_system.clone().unwrap_or_default();
+    state.check_call_system(&call_system)?;
     state.check_source(&r.raw_url)?;
-    let peer = if r.peer_id.is_empty() {
-        None
-    } else {
-        let p = state
-            .peers
-            .send(GetPeer(PeerId::from_raw(&r.peer_id)))
-            .await?
-            .map_err(|_| ApiError::BadRequest(format!("peerID: peer {:?} is not registered", r.peer_id)))?;
-        Some(p)
-    };
-    if peer.is_some() == r.cid.is_empty() {
+    if r.peer_id.is_empty() != r.cid.is_empty() {
         return Err(ApiError::BadRequest("cID and peerID: give both to register a download, or neither".into()));
     }
-    if peer.is_some() && r.path.is_empty() {
+    if !r.peer_id.is_empty() && r.path.is_empty() {
         return Err(ApiError::BadRequest("path: empty value".into()));
     }
     let keys: Vec<&str> = r.filter.iter().map(String::as_str).collect();
-    let task_url = if r.task_url.is_empty() { filter_task_url(&r.raw_url, &keys) } else { r.task_url.clone() };
     let spec = TaskSpec {
         raw_url: r.raw_url.clone(),
-        task_url,
+        task_url: task_url(&r.raw_url, &r.task_url, &keys),
         headers: r.headers.clone(),
         md5: r.md5.clone(),
         identifier: r.identifier.clone(),
-        insecure: false,
-        root_cas: Vec::new(),
+        ..TaskSpec::default()
     };
-    let task = state.tasks.send(RegisterTask(spec)).await?.map_err(register_error)?;
-    if let Some(p) = peer {
-        let client = RegisterClient {
-            task_id: task.id.clone(),
-            cid: r.cid.clone(),
-            peer_id: p.id,
-            ip: p.ip,
-            port: p.port,
+    let downloader = if r.peer_id.is_empty() {
+        Downloader::Nobody
+    } else {
+        let client = ClientRequest {
+            cid: ClientId::new(r.cid.clone()),
             path: r.path.clone(),
             super_node_ip: r.supernode_ip.clone(),
-            serves: p.port != 0,
+            pattern: Pattern::P2p,
             as_seed: false,
-            call_system: r.call_system.clone().unwrap_or_default(),
+            call_system,
         };
-        state.scheduler.send(client).await?.map_err(sched_error)?;
-    }
+        Downloader::Peer { peer_id: PeerId::from_raw(&r.peer_id), client }
+    };
+    let task = state.tasks.send(Register { spec, downloader }).await?.map_err(register_error)?.task;
     let reply = TaskCreateResponse {
         id: task.id.to_string(),
-        file_length: task.http_file_length,
+        file_length: task.http_file_length.map_or(-1, |l| l as i64),
         piece_size: task.piece_size,
         cdn_source: "supernode",
     };
@@ -244,21 +219,19 @@ struct TaskSummary {
     cdn_pieces: usize,
 }
 
+impl From<(Task, TaskProgress)> for TaskSummary {
+    fn from((t, p): (Task, TaskProgress)) -> Self {
+        TaskSummary {
+            info: TaskInfo::from(t),
+            clients: p.clients,
+            finished_clients: p.finished_clients,
+            cdn_pieces: p.cdn_pieces,
+        }
+    }
+}
+
 async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let tasks = state.tasks.send(ListTasks).await?;
-    let progress = state.scheduler.send(Progress).await?;
-    let all: Vec<TaskSummary> = tasks
-        .into_iter()
-        .map(|t| {
-            let p = progress.get(&t.id).cloned().unwrap_or_default();
-            TaskSummary {
-                info: TaskInfo::from(t),
-                clients: p.clients,
-                finished_clients: p.finished_clients,
-                cdn_pieces: p.cdn_pieces,
-            }
-        })
-        .collect();
+    let all: Vec<TaskSummary> = state.tasks.send(ListTasks).await?.into_iter().map(TaskSummary::from).collect();
     Ok(json_response(StatusCode::OK, &all))
 }
 
@@ -272,7 +245,7 @@ async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<Http
     Ok(json_response(StatusCode::OK, &TaskInfo::from(task)))
 }
 
-/// Go's `strconv.ParseBool`; anything else is false (§4.2).
+/// Go's `strconv.ParseBool`; anything else is false.
 fn go_bool(s: &str) -> bool {
     matches!(s, "1" | "t" | "T" | "TRUE" | "true" | "True")
 }
@@ -284,7 +257,8 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = task_id(&path)?;
     let full = query_pairs(&req)?.into_iter().find(|(k, _)| k == "full").is_some_and(|(_, v)| go_bool(&v));
-    if state.tasks.send(DeleteTask { task_id: id.clone(), delete_files: full }).await? {
+    let files = if full { CacheFiles::Remove } else { CacheFiles::Keep };
+    if state.tasks.send(DeleteTask { task_id: id.clone(), files }).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound(format!("task {id} not found")))
@@ -312,205 +286,8 @@ async fn update(
     if r.peer_id.is_empty() && r.paused.is_none() {
         return Err(ApiError::BadRequest("peerID or paused: give at least one".into()));
     }
-    let mut task = state
-        .tasks
-        .send(GetTask(id.clone()))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
-    if !r.peer_id.is_empty() {
-        state
-            .scheduler
-            .send(PeerCompletedTask { task_id: id.clone(), peer_id: PeerId::from_raw(&r.peer_id) })
-            .await?
-            .map_err(sched_error)?;
-    }
-    if let Some(paused) = r.paused {
-        task = state
-            .tasks
-            .send(SetPaused { task_id: id.clone(), paused })
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("task {id} not found")))?;
-        tracing::info!(task = %id, paused, "task pause state changed");
-    }
+    let completed_by = (!r.peer_id.is_empty()).then(|| PeerId::from_raw(&r.peer_id));
+    let update = UpdateTask { task_id: id, completed_by, paused: r.paused };
+    let task = state.tasks.send(update).await?.map_err(sched_error)?;
     Ok(json_response(StatusCode::OK, &TaskInfo::from(task)))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PiecePullRequest {
-    #[serde(rename = "dstPID")]
-    dst_pid: String,
-    #[serde(rename = "dfgetTaskStatus")]
-    dfget_task_status: String,
-    #[serde(rename = "pieceResult")]
-    piece_result: String,
-    #[serde(rename = "pieceRange")]
-    piece_range: String,
-}
-
-/// PieceInfo (swagger).
-#[derive(Serialize)]
-struct PieceInfo {
-    #[serde(rename = "pID")]
-    pid: String,
-    #[serde(rename = "pieceRange")]
-    piece_range: String,
-    #[serde(rename = "pieceSize")]
-    piece_size: u64,
-    #[serde(rename = "pieceMD5")]
-    piece_md5: String,
-    #[serde(rename = "peerIP")]
-    peer_ip: String,
-    #[serde(rename = "peerPort")]
-    peer_port: u16,
-    path: String,
-}
-
-async fn pull_pieces(
-    req: HttpRequest,
-    path: web::Path<String>,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let id = task_id(&path)?;
-    let mut client_id = String::new();
-    let mut num = 4usize;
-    for (k, v) in query_pairs(&req)? {
-        match k.as_str() {
-            "clientID" => client_id = v,
-            "num" => {
-                num = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=64).contains(n))
-                    .ok_or_else(|| ApiError::BadRequest(format!("num: {v:?} is not an integer from 1 to 64")))?
-            }
-            _ => {}
-        }
-    }
-    if client_id.is_empty() {
-        return Err(ApiError::BadRequest("clientID: required".into()));
-    }
-    let body = read_body(&req, payload).await?;
-    let r: PiecePullRequest =
-        if body.iter().all(u8::is_ascii_whitespace) { PiecePullRequest::default() } else { bind_json(&body)? };
-    let status = if r.dfget_task_status.is_empty() {
-        supernode_actors::scheduler::ClientStatus::Started
-    } else {
-        parse_status(&r.dfget_task_status).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "dfgetTaskStatus: {:?} is not STARTED, RUNNING or FINISHED",
-                r.dfget_task_status
-            ))
-        })?
-    };
-    let report = if status == supernode_actors::scheduler::ClientStatus::Running {
-        let range: PieceRange = r.piece_range.parse().map_err(|e| ApiError::BadRequest(format!("pieceRange: {e}")))?;
-        let result = parse_result(&r.piece_result).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "pieceResult: {:?} is not FAILED, SUCCESS, INVALID or SEMISUC",
-                r.piece_result
-            ))
-        })?;
-        let dst = client_of_peer(&state, &id, &r.dst_pid).await?.unwrap_or_default();
-        Some((range, dst, result))
-    } else {
-        None
-    };
-    let reply = state.scheduler.send(Poll { task_id: id, cid: client_id, status, report, max: Some(num) }).await?;
-    let pieces: Vec<PieceInfo> = match reply {
-        PollReply::Continue(list) => list
-            .into_iter()
-            .map(|a| PieceInfo {
-                pid: a.peer_id.to_string(),
-                piece_range: a.range.to_string(),
-                piece_size: a.piece_size,
-                piece_md5: a.piece_md5,
-                peer_ip: a.peer_ip,
-                peer_port: a.peer_port,
-                path: a.path,
-            })
-            .collect(),
-        PollReply::Finish { .. } | PollReply::Ended | PollReply::Wait(_) | PollReply::Limited => Vec::new(),
-        PollReply::NotFound(m) => return Err(ApiError::NotFound(m)),
-        PollReply::Invalid(m) => return Err(ApiError::BadRequest(m)),
-        PollReply::CdnFailed(m) | PollReply::SourceError(m) => return Err(ApiError::Conflict(m)),
-    };
-    Ok(json_response(StatusCode::OK, &pieces))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PieceUpdateRequest {
-    #[serde(rename = "clientID")]
-    client_id: String,
-    #[serde(rename = "dstPID")]
-    dst_pid: String,
-    #[serde(rename = "pieceStatus")]
-    piece_status: String,
-}
-
-async fn update_piece(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let (id, range) = piece_path(path)?;
-    let body = read_body(&req, payload).await?;
-    let r: PieceUpdateRequest = bind_json(&body)?;
-    if r.client_id.is_empty() {
-        return Err(ApiError::BadRequest("clientID: required".into()));
-    }
-    let result = parse_result(&r.piece_status).ok_or_else(|| {
-        ApiError::BadRequest(format!("pieceStatus: {:?} is not FAILED, SUCCESS, INVALID or SEMISUC", r.piece_status))
-    })?;
-    let dst_cid = client_of_peer(&state, &id, &r.dst_pid).await?.unwrap_or_default();
-    state
-        .scheduler
-        .send(ApplyPieceResult { task_id: id, cid: r.client_id, dst_cid, range, result })
-        .await?
-        .map_err(sched_error)?;
-    Ok(HttpResponse::Ok().finish())
-}
-
-/// PieceErrorRequest: the keys this server reads (`taskId`, `dstIP`, `realMd5`,
-/// `expectedMd5` are accepted and ignored; the path names the task and the piece).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PieceErrorRequest {
-    #[serde(rename = "srcCid")]
-    src_cid: String,
-    #[serde(rename = "dstPid")]
-    dst_pid: String,
-    range: String,
-    #[serde(rename = "errorType")]
-    error_type: String,
-}
-
-async fn piece_error(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let (id, range) = piece_path(path)?;
-    let body = read_body(&req, payload).await?;
-    let r: PieceErrorRequest = bind_json(&body)?;
-    if !r.range.is_empty() && r.range.parse() != Ok(range) {
-        return Err(ApiError::BadRequest(format!("range: {:?} differs from the path's {range}", r.range)));
-    }
-    let kind = parse_error_type(&r.error_type).ok_or_else(|| {
-        ApiError::BadRequest(format!("errorType: {:?} is not FILE_NOT_EXIST or FILE_MD5_NOT_MATCH", r.error_type))
-    })?;
-    if r.dst_pid.is_empty() {
-        return Err(ApiError::BadRequest("dstPid: empty value".into()));
-    }
-    if state.tasks.send(GetTask(id.clone())).await?.is_none() {
-        return Err(ApiError::NotFound(format!("task {id} not found")));
-    }
-    let dst = client_of_peer(&state, &id, &r.dst_pid).await?.unwrap_or(r.dst_pid);
-    handle_piece_error(&state, ReportPieceError { task_id: id, reporter: r.src_cid, dst, kind, range: Some(range) })
-        .await?;
-    Ok(HttpResponse::Ok().finish())
 }

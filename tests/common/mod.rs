@@ -39,7 +39,7 @@ pub fn settings(home: &std::path::Path, mut config: Config) -> Settings {
     config.server.listen_host = IpAddr::V4(Ipv4Addr::LOCALHOST);
     config.server.advertise_ip = Some(Ipv4Addr::LOCALHOST);
     config.server.home_dir = Some(home.to_path_buf());
-    Settings { config, home_dir: home.to_path_buf(), advertise_ip: Ipv4Addr::LOCALHOST }
+    Settings::from_config(config, home.to_path_buf(), Ipv4Addr::LOCALHOST).expect("test settings are valid")
 }
 
 pub async fn start_with(config: Config) -> TestServer {

@@ -1,6 +1,6 @@
-//! Which sources the supernode may fetch (issue 7): it fetches any URL a client names,
-//! so by default it refuses link-local and cloud metadata addresses, and operators can
-//! add allow and deny lists of host names and CIDRs.
+//! Which sources the supernode may fetch: it fetches any URL a client names, so by default
+//! it refuses link-local and cloud metadata addresses, and operators can add allow and deny
+//! lists of host names and CIDRs.
 //!
 //! Host names are checked on the URL as named; addresses are checked on every TCP
 //! connection the source client opens, so DNS names and redirects cannot get around it.
@@ -17,6 +17,35 @@ use awc::http::Uri;
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 
+use crate::failure::PolicyRefusal;
+
+/// An entry of an allow or deny list that is neither an address block nor a host name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostRuleError {
+    #[error("empty host rule")]
+    Empty,
+    #[error("{0:?}: bad prefix length")]
+    PrefixLength(String),
+    #[error("{0:?} is neither an address block nor a host name")]
+    Neither(String),
+}
+
+/// Which list of the policy a rule is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyList {
+    Allow,
+    Deny,
+}
+
+/// A rule of the policy that does not parse, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry {index}: {error}")]
+pub struct PolicyError {
+    pub list: PolicyList,
+    pub index: usize,
+    pub error: HostRuleError,
+}
+
 /// One entry of an allow or deny list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostRule {
@@ -27,10 +56,10 @@ pub enum HostRule {
 }
 
 impl HostRule {
-    pub fn parse(s: &str) -> Result<HostRule, String> {
+    pub fn parse(s: &str) -> Result<HostRule, HostRuleError> {
         let s = s.trim();
         if s.is_empty() {
-            return Err("empty host rule".into());
+            return Err(HostRuleError::Empty);
         }
         let (addr, len) = match s.split_once('/') {
             Some((a, l)) => (a, Some(l)),
@@ -39,15 +68,17 @@ impl HostRule {
         if let Ok(ip) = addr.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let len = match len {
-                Some(l) => {
-                    l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("{s:?}: bad prefix length"))?
-                }
+                Some(l) => l
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|l| *l <= max)
+                    .ok_or_else(|| HostRuleError::PrefixLength(s.to_string()))?,
                 None => max,
             };
             return Ok(HostRule::Cidr(ip, len));
         }
         if len.is_some() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-            return Err(format!("{s:?} is neither an address block nor a host name"));
+            return Err(HostRuleError::Neither(s.to_string()));
         }
         Ok(HostRule::Name(s.to_ascii_lowercase()))
     }
@@ -89,24 +120,30 @@ pub struct SourcePolicy {
 pub const DEFAULT_DENY: &[&str] = &["169.254.0.0/16", "fe80::/10", "100.100.100.200", "fd00:ec2::254"];
 
 impl SourcePolicy {
-    pub fn new(allow: &[String], deny: &[String]) -> Result<SourcePolicy, String> {
-        let parse = |list: &[String]| list.iter().map(|s| HostRule::parse(s)).collect::<Result<Vec<_>, _>>();
-        Ok(SourcePolicy { allow: parse(allow)?, deny: parse(deny)? })
+    pub fn new(allow: &[String], deny: &[String]) -> Result<SourcePolicy, PolicyError> {
+        let parse = |list: PolicyList, rules: &[String]| {
+            rules
+                .iter()
+                .enumerate()
+                .map(|(index, s)| HostRule::parse(s).map_err(|error| PolicyError { list, index, error }))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(SourcePolicy { allow: parse(PolicyList::Allow, allow)?, deny: parse(PolicyList::Deny, deny)? })
     }
 
     /// Whether a connection to `host` (as named in the URL) may be made, at address `ip` once
     /// resolved. With `ip` unknown, a name that only an address rule could admit passes; the
     /// connector decides once it has resolved it.
-    pub fn check(&self, host: &str, ip: Option<IpAddr>) -> Result<(), String> {
+    pub fn check(&self, host: &str, ip: Option<IpAddr>) -> Result<(), PolicyRefusal> {
         let bare = host.trim_matches(|c| c == '[' || c == ']').trim_end_matches('.');
         let literal = bare.parse::<IpAddr>().ok();
         let addr = literal.or(ip);
         if literal.is_none() && self.deny.iter().any(|r| r.matches_name(bare)) {
-            return Err(format!("source host {bare} is denied by the source policy"));
+            return Err(PolicyRefusal::DeniedHost(bare.to_string()));
         }
         if let Some(a) = addr {
             if self.deny.iter().any(|r| r.matches_ip(a)) {
-                return Err(format!("source address {a} is denied by the source policy"));
+                return Err(PolicyRefusal::DeniedAddress(a));
             }
         }
         if self.allow.is_empty() {
@@ -118,13 +155,16 @@ impl SourcePolicy {
         if by_name || by_addr || undecided {
             Ok(())
         } else {
-            Err(format!("source {} is not in the allowed sources", addr.map_or(bare.to_string(), |a| a.to_string())))
+            Err(PolicyRefusal::NotAllowed(addr.map_or(bare.to_string(), |a| a.to_string())))
         }
     }
 
     /// Checks the host of `url`.
-    pub fn check_url(&self, url: &str) -> Result<(), String> {
-        let uri: Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+    pub fn check_url(&self, url: &str) -> Result<(), PolicyRefusal> {
+        let uri: Uri = url.parse().map_err(|e: awc::http::uri::InvalidUri| PolicyRefusal::BadUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
         self.check(uri.host().unwrap_or(""), None)
     }
 }
@@ -148,8 +188,8 @@ impl GuardedConnector {
     }
 }
 
-fn denied(message: String) -> ConnectError {
-    ConnectError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, message))
+fn denied(refusal: PolicyRefusal) -> ConnectError {
+    ConnectError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, refusal))
 }
 
 impl Service<ConnectInfo<Uri>> for GuardedConnector {
@@ -177,7 +217,7 @@ impl Service<ConnectInfo<Uri>> for GuardedConnector {
                 })
                 .collect();
             if allowed.is_empty() {
-                return Err(denied(refusal.unwrap_or_else(|| format!("no address of {host} is allowed"))));
+                return Err(denied(refusal.unwrap_or(PolicyRefusal::NoAllowedAddress(host))));
             }
             tcp.call(resolved.set_addrs(allowed)).await
         })
@@ -225,9 +265,11 @@ mod tests {
     #[test]
     fn rules_parse() {
         assert_eq!(HostRule::parse("10.0.0.0/8").unwrap(), HostRule::Cidr("10.0.0.0".parse().unwrap(), 8));
-        assert!(HostRule::parse("10.0.0.0/33").is_err());
+        assert_eq!(HostRule::parse("10.0.0.0/33"), Err(HostRuleError::PrefixLength("10.0.0.0/33".into())));
         assert!(HostRule::parse("a b").is_err());
-        assert!(HostRule::parse("").is_err());
+        assert_eq!(HostRule::parse(""), Err(HostRuleError::Empty));
+        let err = SourcePolicy::new(&[], &["10.0.0.0/8".into(), "x/1".into()]).unwrap_err();
+        assert_eq!((err.list, err.index), (PolicyList::Deny, 1));
         assert!(prefix_eq(&[10, 1, 2, 3], &[10, 200, 0, 0], 8));
         assert!(!prefix_eq(&[192, 168, 0, 0], &[192, 169, 0, 0], 16));
         assert!(prefix_eq(&[192, 168, 0, 0], &[192, 168, 0, 255], 23));

@@ -1,57 +1,60 @@
 //! One CDN run: open the source, report what it said, stream the body to the writer.
 
+use std::fs::{File, OpenOptions};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Addr, Recipient};
 use futures_util::StreamExt;
 
 use super::policy::SourcePolicy;
-use super::source::{self, Opened, SourceFailure, SourceRequest, SourceTimeouts, Validators};
-use super::store::{self, CacheStore, FileMeta};
+use super::source::{self, Opened, SourceBody, SourceRequest, SourceTimeouts, Validators};
+use super::store::{CacheStore, FileMeta};
 use super::writer::{Writer, WriterSpec};
-use super::{CdnConfig, CdnManager, PieceOnDisk, TaskSpec};
-use crate::events::{FailureKind, SourceInfo, SourceOpened};
+use super::{readback, CdnConfig, CdnManager, PieceOnDisk, TempFileOpened};
+use crate::events::{SourceInfo, SourceOpened};
+use crate::failure::{CdnFailure, WriteError};
 use crate::ids::TaskId;
 use crate::metrics::Metrics;
-use crate::piece::piece_size_for;
+use crate::piece::{piece_size_for, PieceDigest};
+use crate::spec::TaskSpec;
 
 pub(super) struct RunJob {
     pub task_id: TaskId,
     pub run_id: u64,
     pub spec: TaskSpec,
-    /// The complete cached copy of this task, if one is on disk.
-    pub previous: Option<FileMeta>,
     pub store: CacheStore,
     pub config: CdnConfig,
-    pub max_file_bytes: Option<u64>,
     pub policy: SourcePolicy,
     pub opened: Recipient<SourceOpened>,
     pub manager: Addr<CdnManager>,
     pub metrics: Arc<Metrics>,
+    /// When the run started, recorded as the file's last use.
+    pub access_time: SystemTime,
 }
 
 pub(super) struct RunOutput {
     pub piece_size: u64,
-    pub piece_md5s: Vec<String>,
+    pub pieces: Vec<PieceDigest>,
     pub real_md5: String,
     pub http_len: u64,
     pub file_length: u64,
-    /// Pieces were already reported one by one while written.
-    pub announced: bool,
+    /// The body was fetched into the temporary file (whose pieces were reported one by one),
+    /// rather than confirmed by a 304.
+    pub fetched: bool,
 }
 
-type RunResult = Result<RunOutput, (FailureKind, String)>;
+type RunResult = Result<RunOutput, CdnFailure>;
 
-fn failure_kind(f: &SourceFailure) -> FailureKind {
-    match f {
-        SourceFailure::Auth(_) | SourceFailure::Status(_) => FailureKind::SourceError,
-        SourceFailure::Unreachable(_) | SourceFailure::Invalid(_) | SourceFailure::Denied(_) => FailureKind::Failed,
-    }
+fn ms_epoch(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WriteError> + Send + 'static,
+) -> Result<T, WriteError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(std::io::Error::other(e).into()))
 }
 
 pub(super) async fn execute(job: RunJob) -> RunResult {
@@ -62,63 +65,65 @@ pub(super) async fn execute(job: RunJob) -> RunResult {
         Ok(out) => {
             tracing::info!(task = %job.task_id, bytes = out.http_len, elapsed_ms = started.elapsed().as_millis() as u64, "CDN run succeeded")
         }
-        Err((_, reason)) => tracing::warn!(task = %job.task_id, %reason, "CDN run failed"),
+        Err(reason) => tracing::warn!(task = %job.task_id, %reason, "CDN run failed"),
     }
     result
 }
 
 async fn execute_inner(job: &RunJob) -> RunResult {
-    let request = SourceRequest {
-        url: job.spec.raw_url.clone(),
-        headers: job.spec.headers.clone(),
-        insecure: job.spec.insecure,
-        root_cas: job.spec.root_cas.clone(),
+    let report = |result: Result<SourceInfo, CdnFailure>| {
+        job.opened.do_send(SourceOpened { task_id: job.task_id.clone(), run_id: job.run_id, result });
     };
+    // A complete copy of this very resource on disk is revalidated instead of fetched again.
+    let (store, id, spec) = (job.store.clone(), job.task_id.clone(), job.spec.clone());
+    let previous =
+        blocking(move || Ok(store.read_meta(&id).filter(|m| m.matches(&spec) && store.data_path(&id).exists())))
+            .await
+            .unwrap_or(None);
+    let request =
+        SourceRequest { url: job.spec.raw_url.clone(), headers: job.spec.headers.clone(), tls: job.spec.tls.clone() };
     let timeouts = SourceTimeouts { connect: job.config.source_connect_timeout, head: job.config.source_head_timeout };
-    let validators = job
-        .previous
+    let validators = previous
         .as_ref()
         .map(|m| Validators { last_modified: m.last_modified, etag: m.etag.clone() })
         .filter(|v| !v.is_empty());
-    let report = |result: Result<SourceInfo, SourceFailure>| {
-        job.opened.do_send(SourceOpened { task_id: job.task_id.clone(), run_id: job.run_id, result });
-    };
 
-    let opened = source::open(&request, validators.as_ref(), &timeouts, &job.policy).await;
-    let body = match opened {
+    let body = match source::open(&request, validators.as_ref(), &timeouts, &job.policy).await {
         Err(f) => {
             job.metrics.cdn_download_failed.inc();
-            report(Err(f.clone()));
-            return Err((failure_kind(&f), f.to_string()));
+            report(Err(CdnFailure::Source(f.clone())));
+            return Err(CdnFailure::Source(f));
         }
-        Ok(Opened::NotModified) => return reuse_cached(job, report).await,
+        Ok(Opened::NotModified) => match previous {
+            Some(meta) => return reuse_cached(job, meta, report).await,
+            None => return Err(CdnFailure::CacheUnreadable("source answered 304 without a cached copy".into())),
+        },
         Ok(Opened::Body(body)) => body,
     };
-
     job.metrics.cdn_cache_miss.inc();
     job.metrics.cdn_download.inc();
-    let http_len = body.content_length.map_or(-1, |l| l as i64);
-    let piece_size = piece_size_for(http_len);
-    report(Ok(SourceInfo { http_len, piece_size, cache_hit: false }));
+    let piece_size = piece_size_for(body.content_length.map_or(-1, |l| l as i64));
+    report(Ok(SourceInfo { length: body.content_length, piece_size }));
+    fetch(job, body, piece_size).await
+}
 
-    job.store.remove_all(&job.task_id);
-    let meta = FileMeta {
-        task_id: job.task_id.to_string(),
-        url: job.spec.task_url.clone(),
-        piece_size,
-        http_file_len: http_len,
-        biz_id: job.spec.identifier.clone(),
-        access_time: now_ms(),
-        md5: job.spec.md5.clone(),
-        last_modified: body.last_modified,
-        etag: body.etag.clone(),
-        raw_url: job.spec.raw_url.clone(),
-        headers: job.spec.headers.clone(),
-        insecure: job.spec.insecure,
-        root_cas: job.spec.root_cas.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect(),
-        ..FileMeta::default()
-    };
-    job.store.write_meta(&job.task_id, &meta).map_err(|e| (FailureKind::Failed, format!("cache not writable: {e}")))?;
+/// Streams a source body into a fresh temporary file.
+async fn fetch(job: &RunJob, body: SourceBody, piece_size: u64) -> RunResult {
+    let mut meta = FileMeta::for_run(&job.task_id, &job.spec, piece_size, ms_epoch(job.access_time));
+    meta.last_modified = body.last_modified;
+    meta.etag = body.etag.clone();
+    let (store, id, start_meta) = (job.store.clone(), job.task_id.clone(), meta.clone());
+    let (file, reader) = blocking(move || -> Result<(File, File), WriteError> {
+        store.remove_all(&id);
+        store.write_meta(&id, &start_meta)?;
+        let path = store.temp_path(&id);
+        // Readable too: a last piece of a source of unknown length is re-read to fix its header.
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        Ok((file, File::open(&path)?))
+    })
+    .await?;
+    let reader = Arc::new(reader);
+    job.manager.do_send(TempFileOpened { task_id: job.task_id.clone(), run_id: job.run_id, reader });
 
     let manager = job.manager.clone();
     let (task_id, run_id) = (job.task_id.clone(), job.run_id);
@@ -126,33 +131,24 @@ async fn execute_inner(job: &RunJob) -> RunResult {
         WriterSpec {
             store: job.store.clone(),
             task_id: job.task_id.clone(),
+            file,
             piece_size,
             expected_len: body.content_length,
             expected_md5: (!job.spec.md5.is_empty()).then(|| job.spec.md5.clone()),
             meta,
-            max_file_bytes: job.max_file_bytes,
+            max_file_bytes: job.config.max_file_bytes(),
         },
-        move |piece_num, md5, bytes_written| {
-            manager.do_send(PieceOnDisk {
-                task_id: task_id.clone(),
-                run_id,
-                piece_size,
-                piece_num,
-                md5,
-                bytes_written,
-            });
+        move |piece_num, digest, written| {
+            manager.do_send(PieceOnDisk { task_id: task_id.clone(), run_id, piece_size, piece_num, digest, written });
         },
     );
 
     let mut response = body.body;
     let stall = job.config.source_stall_timeout;
     loop {
-        let next = match tokio::time::timeout(stall, response.next()).await {
-            Ok(next) => next,
-            Err(_) => {
-                job.metrics.cdn_download_failed.inc();
-                return Err((FailureKind::Failed, format!("source sent nothing for {}s", stall.as_secs())));
-            }
+        let Ok(next) = tokio::time::timeout(stall, response.next()).await else {
+            job.metrics.cdn_download_failed.inc();
+            return Err(CdnFailure::Stalled(stall));
         };
         match next {
             None => break,
@@ -164,65 +160,69 @@ async fn execute_inner(job: &RunJob) -> RunResult {
             }
             Some(Err(e)) => {
                 job.metrics.cdn_download_failed.inc();
-                return Err((FailureKind::Failed, format!("source body interrupted: {e}")));
+                return Err(CdnFailure::Interrupted(e.to_string()));
             }
         }
     }
     match writer.finish().await {
         Ok(written) => Ok(RunOutput {
             piece_size,
-            piece_md5s: written.piece_md5s,
+            pieces: written.pieces,
             real_md5: written.real_md5,
             http_len: written.http_len,
             file_length: written.file_length,
-            announced: true,
+            fetched: true,
         }),
         Err(e) => {
             job.metrics.cdn_download_failed.inc();
-            Err((FailureKind::Failed, e.to_string()))
+            Err(CdnFailure::Write(e))
         }
     }
 }
 
-/// 304: the cached copy is current; no body is transferred.
-async fn reuse_cached(job: &RunJob, report: impl Fn(Result<SourceInfo, SourceFailure>)) -> RunResult {
-    let Some(meta) = job.previous.clone() else {
-        return Err((FailureKind::Failed, "source answered 304 without a cached copy".into()));
-    };
-    let store = job.store.clone();
-    let id = job.task_id.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
+/// 304: the cached copy is current; no body is transferred. Its pieces come from the index,
+/// or from the file itself when the index is gone.
+async fn reuse_cached(job: &RunJob, meta: FileMeta, report: impl Fn(Result<SourceInfo, CdnFailure>)) -> RunResult {
+    let (store, id) = (job.store.clone(), job.task_id.clone());
+    let now = ms_epoch(job.access_time);
+    let loaded = blocking(move || {
         let layout = meta.layout();
-        let list = match store.read_md5_list(&id, &meta.real_md5, layout.piece_count()) {
+        let pieces = match store.read_md5_list(&id, &meta.real_md5, layout.piece_count()) {
             Some(list) => list,
             None => {
-                let (list, md5) = store::rehash(&store.data_path(&id), &layout).ok()?;
-                (md5 == meta.real_md5).then_some(list)?
+                let (list, md5) = readback::rehash(&store.data_path(&id), &layout)?;
+                if md5 != meta.real_md5 {
+                    return Err(
+                        std::io::Error::other(format!("source md5 {md5}, metadata says {}", meta.real_md5)).into()
+                    );
+                }
+                list
             }
         };
-        let mut touched = meta.clone();
-        let now = now_ms();
-        touched.interval = now - touched.access_time;
-        touched.access_time = now;
-        let _ = store.write_meta(&id, &touched);
-        Some((meta, list))
+        let touched = FileMeta { interval: now - meta.access_time, access_time: now, ..meta.clone() };
+        if let Err(e) = store.write_meta(&id, &touched) {
+            tracing::warn!(task = %id, error = %e, "cannot record the cached file's last use");
+        }
+        Ok((meta, pieces))
     })
-    .await
-    .ok()
-    .flatten();
-    let Some((meta, piece_md5s)) = loaded else {
-        report(Err(SourceFailure::Invalid("cached copy unreadable".into())));
-        return Err((FailureKind::Failed, "cached copy unreadable".into()));
+    .await;
+    let (meta, pieces) = match loaded {
+        Ok(found) => found,
+        Err(e) => {
+            let failure = CdnFailure::CacheUnreadable(e.to_string());
+            report(Err(failure.clone()));
+            return Err(failure);
+        }
     };
     job.metrics.cdn_cache_hit.inc();
     let layout = meta.layout();
-    report(Ok(SourceInfo { http_len: meta.http_file_len, piece_size: layout.piece_size, cache_hit: true }));
+    report(Ok(SourceInfo { length: Some(layout.http_len), piece_size: layout.piece_size }));
     Ok(RunOutput {
         piece_size: layout.piece_size,
-        piece_md5s,
+        pieces,
         real_md5: meta.real_md5,
         http_len: layout.http_len,
         file_length: layout.file_length(),
-        announced: false,
+        fetched: false,
     })
 }

@@ -1,37 +1,29 @@
-//! Talking to origins: one GET per CDN run that doubles as the length probe (§16 P7),
-//! conditional revalidation of cached files (§16 P13), per-task TLS options (§6.5).
+//! Talking to origins: one GET per CDN run that doubles as the length probe (so however
+//! many clients register at once, the origin sees one request), conditional revalidation
+//! of cached files with their stored validators, and per-task TLS options.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::policy::{GuardedConnector, SourcePolicy};
+use crate::failure::SourceFailure;
+use crate::spec::SourceTls;
 use awc::http::header::{self, HeaderName, HeaderValue};
 use awc::http::StatusCode;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-/// How a source answered the request that opens a run.
+/// Why extra CA certificates cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SourceFailure {
-    #[error("source unreachable: {0}")]
-    Unreachable(String),
-    #[error("source answered {0}: authentication required")]
-    Auth(u16),
-    #[error("source answered {0}")]
-    Status(u16),
-    #[error("invalid source request: {0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Denied(String),
-}
-
-impl SourceFailure {
-    /// 404s and unreachable sources are remembered for `fail_access_interval` (§16 P8).
-    pub fn remembered(&self) -> bool {
-        matches!(self, SourceFailure::Unreachable(_) | SourceFailure::Status(404))
-    }
+pub enum RootCaError {
+    #[error("rootCAs[{0}]: no PEM certificate found")]
+    NoCertificate(usize),
+    #[error("rootCAs[{index}]: {reason}")]
+    Unreadable { index: usize, reason: String },
+    #[error("TLS setup: {0}")]
+    Tls(String),
 }
 
 /// Validators of a cached copy, for a conditional GET.
@@ -53,9 +45,7 @@ impl Validators {
 pub struct SourceRequest {
     pub url: String,
     pub headers: BTreeMap<String, String>,
-    pub insecure: bool,
-    /// Extra CA certificates, PEM.
-    pub root_cas: Vec<Vec<u8>>,
+    pub tls: SourceTls,
 }
 
 pub struct SourceTimeouts {
@@ -85,7 +75,7 @@ pub async fn open(
     policy: &SourcePolicy,
 ) -> Result<Opened, SourceFailure> {
     policy.check_url(&req.url).map_err(SourceFailure::Denied)?;
-    let client = http_client(req.insecure, &req.root_cas, t, policy)?;
+    let client = http_client(&req.tls, t, policy)?;
     let mut request = client.get(&req.url).no_decompress();
     let mut has_accept_encoding = false;
     for (k, v) in &req.headers {
@@ -137,28 +127,23 @@ pub async fn open(
     Ok(Opened::Body(SourceBody { content_length, last_modified, etag, body: Box::pin(response) }))
 }
 
-/// An HTTP client for one source: system roots plus `root_cas`, or no verification when `insecure`.
-/// Every connection is checked against `policy`.
-pub fn http_client(
-    insecure: bool,
-    root_cas: &[Vec<u8>],
-    t: &SourceTimeouts,
-    policy: &SourcePolicy,
-) -> Result<awc::Client, SourceFailure> {
-    let tls = tls_config(insecure, root_cas).map_err(SourceFailure::Invalid)?;
+/// An HTTP client for one source, checking certificates as `tls` says; every connection is
+/// checked against `policy`.
+pub fn http_client(tls: &SourceTls, t: &SourceTimeouts, policy: &SourcePolicy) -> Result<awc::Client, SourceFailure> {
+    let tls = tls_config(tls).map_err(|e| SourceFailure::Invalid(e.to_string()))?;
     let tcp = GuardedConnector::new(policy.clone());
     let connector = awc::Connector::new().connector(tcp).rustls_0_23(tls).timeout(t.connect);
     Ok(awc::Client::builder().connector(connector).timeout(t.head).no_default_headers().finish())
 }
 
 /// Checks that every entry of `rootCAs` holds at least one PEM certificate.
-pub fn check_root_cas(root_cas: &[Vec<u8>]) -> Result<(), String> {
-    for (i, pem) in root_cas.iter().enumerate() {
+pub fn check_root_cas(root_cas: &[Vec<u8>]) -> Result<(), RootCaError> {
+    for (index, pem) in root_cas.iter().enumerate() {
         let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut std::io::BufReader::new(&pem[..])).collect();
         match certs {
             Ok(list) if !list.is_empty() => {}
-            Ok(_) => return Err(format!("rootCAs[{i}]: no PEM certificate found")),
-            Err(e) => return Err(format!("rootCAs[{i}]: {e}")),
+            Ok(_) => return Err(RootCaError::NoCertificate(index)),
+            Err(e) => return Err(RootCaError::Unreadable { index, reason: e.to_string() }),
         }
     }
     Ok(())
@@ -180,34 +165,39 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// TLS settings for one task: system roots plus its `rootCAs`, or no verification when `insecure`.
-fn tls_config(insecure: bool, extra_pem: &[Vec<u8>]) -> Result<Arc<ClientConfig>, String> {
+/// TLS settings for one task: system roots plus its extra roots, or no verification.
+fn tls_config(tls: &SourceTls) -> Result<Arc<ClientConfig>, RootCaError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let mut config = if insecure {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCert)).with_no_client_auth()
-    } else {
-        let mut roots = system_roots().clone();
-        for pem in extra_pem {
-            let mut reader = std::io::BufReader::new(&pem[..]);
-            let mut added = 0;
-            for cert in rustls_pemfile::certs(&mut reader) {
-                let cert = cert.map_err(|e| format!("rootCAs: {e}"))?;
-                roots.add(cert).map_err(|e| format!("rootCAs: {e}"))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err("rootCAs: no PEM certificate found".into());
-            }
+        .map_err(|e| RootCaError::Tls(e.to_string()))?;
+    let mut config = match tls {
+        SourceTls::Insecure => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCert)).with_no_client_auth()
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        SourceTls::Verify { extra_roots } => {
+            let mut roots = system_roots().clone();
+            for (index, pem) in extra_roots.iter().enumerate() {
+                let mut reader = std::io::BufReader::new(&pem[..]);
+                let mut added = 0;
+                for cert in rustls_pemfile::certs(&mut reader) {
+                    let unreadable =
+                        |e: &dyn std::fmt::Display| RootCaError::Unreadable { index, reason: e.to_string() };
+                    let cert = cert.map_err(|e| unreadable(&e))?;
+                    roots.add(cert).map_err(|e| unreadable(&e))?;
+                    added += 1;
+                }
+                if added == 0 {
+                    return Err(RootCaError::NoCertificate(index));
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-/// `insecure: true`: the user asked to skip verification towards this source.
+/// [`SourceTls::Insecure`]: the client asked to skip verification towards this source.
 #[derive(Debug)]
 struct AcceptAnyCert;
 

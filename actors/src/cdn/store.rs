@@ -1,28 +1,28 @@
-//! The cache on disk (PROTOCOL.md §5.6, §16 P13).
+//! The cache on disk: names, metadata and the piece md5 index.
 //!
 //! ```text
 //! <home>/repo/download/<id[0:3]>/<id>       CDN file (wrapped pieces), complete and verified
 //! <home>/repo/download/<id[0:3]>/<id>.tmp   the file while a run writes it
-//! <home>/repo/download/<id[0:3]>/<id>.meta  metadata (Go's keys plus ours)
+//! <home>/repo/download/<id[0:3]>/<id>.meta  metadata (the Go supernode's keys plus ours)
 //! <home>/repo/download/<id[0:3]>/<id>.md5   piece md5 list, file md5, SHA-1 of both
 //! ```
-//! Every metadata write goes to a temporary name and is renamed, so a crash leaves
-//! either the old or the new version. Only a `.meta` with `finish && success` and a
-//! data file of the recorded length is ever loaded; everything else is deleted at start.
+//! The layout and the `.meta` keys are the Go supernode's, so its caches stay readable.
+//! Every metadata write goes to a temporary name and is renamed, so a crash leaves either
+//! the old or the new version, never a torn one.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
-use sha1::Sha1;
+use sha1::{Digest, Sha1};
 
 use crate::ids::TaskId;
-use crate::piece::{piece_md5_string, unwrap_piece, PieceLayout, DEFAULT_PIECE_SIZE};
+use crate::piece::{PieceDigest, PieceLayout, DEFAULT_PIECE_SIZE};
+use crate::spec::{SourceTls, TaskSpec};
 
-/// `.meta`: Go's keys (so Go caches stay readable) plus `rawURL`, `headers`, `insecure`, `rootCAs`.
+/// `.meta`: Go's keys plus `rawURL`, `headers`, `insecure`, `rootCAs` (Go ignores unknown keys).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct FileMeta {
@@ -61,6 +61,24 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
+    /// The metadata of a run that starts writing `spec`'s source.
+    pub fn for_run(task_id: &TaskId, spec: &TaskSpec, piece_size: u64, access_time: i64) -> FileMeta {
+        FileMeta {
+            task_id: task_id.to_string(),
+            url: spec.task_url.clone(),
+            piece_size,
+            http_file_len: -1,
+            biz_id: spec.identifier.clone(),
+            access_time,
+            md5: spec.md5.clone(),
+            raw_url: spec.raw_url.clone(),
+            headers: spec.headers.clone(),
+            insecure: spec.tls.is_insecure(),
+            root_cas: spec.tls.extra_roots().iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect(),
+            ..FileMeta::default()
+        }
+    }
+
     pub fn is_complete(&self) -> bool {
         self.finish && self.success
     }
@@ -69,20 +87,44 @@ impl FileMeta {
         let piece_size = if self.piece_size == 0 { DEFAULT_PIECE_SIZE } else { self.piece_size };
         PieceLayout::new(self.http_file_len.max(0) as u64, piece_size)
     }
+
+    /// What a registration of this file asked for (Go's metadata has no raw URL: the task URL).
+    pub fn spec(&self) -> TaskSpec {
+        let raw_url = if self.raw_url.is_empty() { self.url.clone() } else { self.raw_url.clone() };
+        let roots = self.root_cas.iter().map(|s| s.as_bytes().to_vec()).collect();
+        TaskSpec {
+            raw_url,
+            task_url: self.url.clone(),
+            headers: self.headers.clone(),
+            md5: self.md5.clone(),
+            identifier: self.biz_id.clone(),
+            tls: SourceTls::from_request(self.insecure, roots),
+        }
+    }
+
+    /// Whether this complete copy is the resource `spec` asks for.
+    pub fn matches(&self, spec: &TaskSpec) -> bool {
+        self.is_complete()
+            && self.url == spec.task_url
+            && if spec.md5.is_empty() { self.biz_id == spec.identifier } else { self.md5 == spec.md5 }
+    }
+}
+
+/// How a `.meta` file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("no metadata file")]
+    Missing,
+    #[error("metadata unreadable: {0}")]
+    Io(io::Error),
+    #[error("metadata corrupt: {0}")]
+    Corrupt(serde_json::Error),
 }
 
 /// The cache directory and the names inside it.
 #[derive(Clone, Debug)]
 pub struct CacheStore {
     root: PathBuf,
-}
-
-/// A complete cached file found at start.
-#[derive(Clone, Debug)]
-pub struct CachedFile {
-    pub meta: FileMeta,
-    pub piece_md5s: Vec<String>,
-    pub size: u64,
 }
 
 impl CacheStore {
@@ -117,9 +159,18 @@ impl CacheStore {
         self.dir(id).join(format!("{id}.md5"))
     }
 
+    pub fn load_meta(&self, id: &TaskId) -> Result<FileMeta, MetaError> {
+        let text = match fs::read(self.meta_path(id)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MetaError::Missing),
+            Err(e) => return Err(MetaError::Io(e)),
+        };
+        serde_json::from_slice(&text).map_err(MetaError::Corrupt)
+    }
+
+    /// The metadata, when it is there and readable.
     pub fn read_meta(&self, id: &TaskId) -> Option<FileMeta> {
-        let text = fs::read(self.meta_path(id)).ok()?;
-        serde_json::from_slice(&text).ok()
+        self.load_meta(id).ok()
     }
 
     pub fn write_meta(&self, id: &TaskId, meta: &FileMeta) -> io::Result<()> {
@@ -129,22 +180,22 @@ impl CacheStore {
     }
 
     /// `.md5`: piece md5s, file md5, SHA-1 of the previous lines concatenated; no trailing newline.
-    pub fn write_md5_list(&self, id: &TaskId, piece_md5s: &[String], file_md5: &str) -> io::Result<()> {
-        let mut lines: Vec<&str> = piece_md5s.iter().map(String::as_str).collect();
-        lines.push(file_md5);
+    pub fn write_md5_list(&self, id: &TaskId, pieces: &[PieceDigest], file_md5: &str) -> io::Result<()> {
+        fs::create_dir_all(self.dir(id))?;
+        let mut lines: Vec<String> = pieces.iter().map(PieceDigest::to_string).collect();
+        lines.push(file_md5.to_string());
         let mut sha = Sha1::new();
         for l in &lines {
             sha.update(l.as_bytes());
         }
-        let digest = hex::encode(sha.finalize());
         let mut text = lines.join("\n");
         text.push('\n');
-        text.push_str(&digest);
+        text.push_str(&hex::encode(sha.finalize()));
         write_atomic(&self.md5_path(id), text.as_bytes())
     }
 
-    /// Reads `.md5` back; `None` unless its SHA-1 line and file md5 check out.
-    pub fn read_md5_list(&self, id: &TaskId, file_md5: &str, pieces: u64) -> Option<Vec<String>> {
+    /// Reads `.md5` back; `None` unless its SHA-1 line, file md5 and piece count check out.
+    pub fn read_md5_list(&self, id: &TaskId, file_md5: &str, pieces: u64) -> Option<Vec<PieceDigest>> {
         let text = fs::read_to_string(self.md5_path(id)).ok()?;
         let mut lines: Vec<&str> = text.split('\n').collect();
         let digest = lines.pop()?;
@@ -159,7 +210,7 @@ impl CacheStore {
         if md5_line != file_md5 || lines.len() as u64 != pieces {
             return None;
         }
-        Some(lines.into_iter().map(str::to_string).collect())
+        lines.into_iter().map(|l| l.parse().ok()).collect()
     }
 
     /// Deletes the data, temporary, metadata and md5 files of a task, and its directory when empty.
@@ -168,144 +219,92 @@ impl CacheStore {
         for suffix in ["", ".tmp", ".meta", ".md5", ".meta.part", ".md5.part"] {
             let _ = fs::remove_file(dir.join(format!("{id}{suffix}")));
         }
-        let _ = fs::remove_dir(self.dir(id));
+        let _ = fs::remove_dir(&dir);
     }
 
     pub fn remove_temp(&self, id: &TaskId) {
         let _ = fs::remove_file(self.temp_path(id));
     }
-
-    /// Start-up scan: keeps complete, verified files; deletes temporaries and anything partial.
-    pub fn scan(&self) -> Vec<CachedFile> {
-        let mut found = Vec::new();
-        let Ok(dirs) = fs::read_dir(&self.root) else { return found };
-        for dir in dirs.flatten() {
-            let Ok(entries) = fs::read_dir(dir.path()) else { continue };
-            let mut ids = std::collections::BTreeSet::new();
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let stem = name.split('.').next().unwrap_or("");
-                match TaskId::parse(stem) {
-                    Some(id) if id.prefix() == dir.file_name().to_string_lossy() => {
-                        ids.insert(id);
-                    }
-                    _ => tracing::warn!(file = %entry.path().display(), "ignoring unexpected file in cache"),
-                }
-            }
-            for id in ids {
-                match self.load_complete(&id) {
-                    Some(f) => found.push(f),
-                    None => {
-                        tracing::info!(task = %id, "removing partial or unverifiable cache entry");
-                        self.remove_all(&id);
-                    }
-                }
-            }
-        }
-        found
-    }
-
-    fn load_complete(&self, id: &TaskId) -> Option<CachedFile> {
-        self.remove_temp(id);
-        let meta = self.read_meta(id)?;
-        if !meta.is_complete() || meta.task_id != id.as_str() || meta.http_file_len < 0 {
-            return None;
-        }
-        let layout = meta.layout();
-        let size = fs::metadata(self.data_path(id)).ok()?.len();
-        if size != layout.file_length() || meta.file_length != size as i64 {
-            return None;
-        }
-        let piece_md5s = match self.read_md5_list(id, &meta.real_md5, layout.piece_count()) {
-            Some(list) => list,
-            None => {
-                let (list, file_md5) = rehash(&self.data_path(id), &layout).ok()?;
-                if file_md5 != meta.real_md5 {
-                    return None;
-                }
-                self.write_md5_list(id, &list, &file_md5).ok()?;
-                list
-            }
-        };
-        Some(CachedFile { meta, piece_md5s, size })
-    }
-
-    /// Bytes and number of complete files in the cache.
-    pub fn usage(&self) -> (u64, u64) {
-        let mut bytes = 0;
-        let mut files = 0;
-        let Ok(dirs) = fs::read_dir(&self.root) else { return (0, 0) };
-        for dir in dirs.flatten() {
-            let Ok(entries) = fs::read_dir(dir.path()) else { continue };
-            for e in entries.flatten() {
-                let name = e.file_name();
-                if TaskId::parse(&name.to_string_lossy()).is_some() {
-                    bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                    files += 1;
-                }
-            }
-        }
-        (bytes, files)
-    }
 }
 
-/// Re-reads a CDN file: each wrapped piece's `md5:len` and the md5 of the payloads.
-pub fn rehash(path: &Path, layout: &PieceLayout) -> io::Result<(Vec<String>, String)> {
-    let mut file = fs::File::open(path)?;
-    let mut whole = Md5::new();
-    let mut list = Vec::with_capacity(layout.piece_count() as usize);
-    let mut buf = vec![0u8; layout.piece_size as usize];
-    for n in 0..layout.piece_count() {
-        let len = layout.wrapped_len(n) as usize;
-        file.read_exact(&mut buf[..len])?;
-        let piece = &buf[..len];
-        let payload = unwrap_piece(piece, layout.piece_size)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("piece {n}: {e}")))?;
-        list.push(piece_md5_string(&Md5::digest(piece), len as u64));
-        whole.update(payload);
-    }
-    Ok((list, hex::encode(whole.finalize())))
-}
-
-/// sha256 of the source bytes of a CDN file (payloads without framing), e.g. to check a layer digest.
-pub fn source_sha256(path: &Path, layout: &PieceLayout) -> io::Result<String> {
-    use sha2::{Digest as _, Sha256};
-    let mut file = fs::File::open(path)?;
-    let mut sha = Sha256::new();
-    let mut buf = vec![0u8; layout.piece_size as usize];
-    for n in 0..layout.piece_count() {
-        let len = layout.wrapped_len(n) as usize;
-        file.read_exact(&mut buf[..len])?;
-        let payload = unwrap_piece(&buf[..len], layout.piece_size)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("piece {n}: {e}")))?;
-        sha.update(payload);
-    }
-    Ok(hex::encode(sha.finalize()))
-}
-
-/// md5 of one wrapped piece read from disk, clamped to the file end (§16 P10).
-pub fn piece_md5_on_disk(path: &Path, offset: u64, len: u64) -> io::Result<String> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = fs::File::open(path)?;
-    let size = file.metadata()?.len();
-    if offset >= size {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "piece starts past the end of the file"));
-    }
-    file.seek(SeekFrom::Start(offset))?;
-    let mut buf = vec![0u8; len.min(size - offset) as usize];
-    file.read_exact(&mut buf)?;
-    Ok(hex::encode(Md5::digest(&buf)))
-}
-
-/// Writes to `<path>.part` then renames over `path`.
+/// Writes to `<path>.part`, syncs it, then renames it over `path`. A write that fails (a full
+/// disk, say) leaves `path` as it was and removes the partial copy.
 pub fn write_atomic(path: &Path, body: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".part");
     let tmp = PathBuf::from(tmp);
-    {
+    let written = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(body)?;
-        f.sync_all()?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> TaskId {
+        TaskId::compute(&format!("http://h/{n}"), "", "", None)
+    }
+
+    #[test]
+    fn md5_list_round_trips_and_rejects_tampering() {
+        let home = tempfile::tempdir().unwrap();
+        let store = CacheStore::open(home.path()).unwrap();
+        let t = id(1);
+        let pieces = [PieceDigest::new([1; 16], 4194304), PieceDigest::new([2; 16], 10)];
+        store.write_md5_list(&t, &pieces, "f00d").unwrap();
+        assert_eq!(store.read_md5_list(&t, "f00d", 2), Some(pieces.to_vec()));
+        assert_eq!(store.read_md5_list(&t, "f00d", 3), None, "wrong piece count");
+        assert_eq!(store.read_md5_list(&t, "beef", 2), None, "wrong file md5");
+        let path = store.dir(&t).join(format!("{t}.md5"));
+        let text = fs::read_to_string(&path).unwrap().replacen("01", "03", 1);
+        fs::write(&path, text).unwrap();
+        assert_eq!(store.read_md5_list(&t, "f00d", 2), None, "SHA-1 line no longer matches");
+    }
+
+    #[test]
+    fn missing_and_corrupt_metadata_are_told_apart() {
+        let home = tempfile::tempdir().unwrap();
+        let store = CacheStore::open(home.path()).unwrap();
+        let t = id(2);
+        assert!(matches!(store.load_meta(&t), Err(MetaError::Missing)));
+        fs::create_dir_all(store.dir(&t)).unwrap();
+        fs::write(store.dir(&t).join(format!("{t}.meta")), b"{\"taskID\":").unwrap();
+        assert!(matches!(store.load_meta(&t), Err(MetaError::Corrupt(_))));
+        let meta = FileMeta { task_id: t.to_string(), finish: true, ..FileMeta::default() };
+        store.write_meta(&t, &meta).unwrap();
+        assert_eq!(store.load_meta(&t).unwrap(), meta);
+        assert!(!store.dir(&t).join(format!("{t}.meta.part")).exists());
+    }
+
+    #[test]
+    fn meta_keeps_the_spec() {
+        let spec = TaskSpec {
+            raw_url: "http://h/x?t=1".into(),
+            task_url: "http://h/x".into(),
+            identifier: "b".into(),
+            tls: SourceTls::Verify { extra_roots: vec![b"PEM".to_vec()] },
+            ..TaskSpec::default()
+        };
+        let meta = FileMeta::for_run(&spec.task_id(), &spec, 4 << 20, 0);
+        assert_eq!(meta.spec(), spec);
+        assert!(!FileMeta { finish: true, success: true, ..meta.clone() }
+            .matches(&TaskSpec { identifier: "c".into(), ..spec.clone() }));
+        assert!(FileMeta { finish: true, success: true, ..meta }.matches(&spec));
+    }
+
+    #[test]
+    fn atomic_write_into_a_missing_directory_fails_cleanly() {
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join("absent").join("f");
+        assert!(write_atomic(&path, b"x").is_err());
+        assert!(!home.path().join("absent").exists());
+    }
 }

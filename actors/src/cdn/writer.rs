@@ -1,14 +1,17 @@
-//! The CDN write path: cuts the source stream into pieces, frames each one (§5.4),
-//! hashes it (§5.5) and writes it to the temporary file, on threads of its own so the
-//! network side never waits for the disk or for md5.
+//! The CDN write path: cuts the source stream into pieces, frames each one (4-byte header,
+//! payload, 0x7f), hashes it (md5 of the whole wrapped piece) and writes it to the
+//! temporary file, on threads of its own so the network side never waits for the disk or
+//! for md5.
 //!
-//! Two threads per run: the writer (framing, piece md5, disk) and a hasher for the
-//! md5 of the whole source, fed with cheap `Bytes` clones. Each piece is announced
-//! through `on_piece` right after its bytes are written; the file is verified,
-//! synced and renamed only at the end.
+//! Two threads per run: the writer (framing, piece md5, disk) and a hasher for the md5 of
+//! the whole source, fed with cheap `Bytes` clones. Each piece is announced through
+//! `on_piece` right after its bytes are written. At the end the file is verified and
+//! synced, and its index and metadata are written; renaming it to its final name is the
+//! `CdnManager`'s, which changes its entry at the same moment.
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
@@ -16,28 +19,14 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 
 use super::store::{CacheStore, FileMeta};
+use crate::failure::WriteError;
 use crate::ids::TaskId;
-use crate::piece::{piece_header, piece_md5_string, PieceLayout, PIECE_TRAILER};
+use crate::piece::{piece_header, PieceDigest, PieceLayout, PIECE_TRAILER};
 
-/// Why a run's data could not become a cached file.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum WriteError {
-    #[error("cache not writable: {0}")]
-    Disk(String),
-    #[error("source sent {got} bytes, expected {expected}")]
-    Length { expected: u64, got: u64 },
-    #[error("md5 mismatch: expected {expected}, source bytes have {got}")]
-    Md5 { expected: String, got: String },
-    #[error("run abandoned before the end of the source")]
-    Aborted,
-    #[error("cache quota exceeded: the file needs more than the {0} bytes allowed")]
-    Quota(u64),
-}
-
-/// The finished, verified file.
+/// The finished, verified file, still under its temporary name.
 #[derive(Debug, Clone)]
 pub struct WrittenFile {
-    pub piece_md5s: Vec<String>,
+    pub pieces: Vec<PieceDigest>,
     pub real_md5: String,
     pub http_len: u64,
     pub file_length: u64,
@@ -46,6 +35,8 @@ pub struct WrittenFile {
 pub struct WriterSpec {
     pub store: CacheStore,
     pub task_id: TaskId,
+    /// The temporary file, created empty, opened for reading and writing.
+    pub file: File,
     pub piece_size: u64,
     /// Known source length (Content-Length), checked at the end.
     pub expected_len: Option<u64>,
@@ -70,7 +61,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(spec: WriterSpec, on_piece: impl Fn(u64, String, u64) + Send + 'static) -> Writer {
+    pub fn spawn(spec: WriterSpec, on_piece: impl Fn(u64, PieceDigest, u64) + Send + 'static) -> Writer {
         let (tx, rx) = tokio::sync::mpsc::channel::<Input>(64);
         let join = thread::Builder::new()
             .name(format!("cdn-writer-{}", &spec.task_id.as_str()[..8]))
@@ -96,7 +87,7 @@ impl Writer {
         let joined = tokio::task::spawn_blocking(move || join.map(|j| j.join())).await;
         match joined {
             Ok(Some(Ok(result))) => result,
-            _ => Err(WriteError::Disk("writer thread failed".into())),
+            _ => Err(io::Error::other("writer thread failed").into()),
         }
     }
 }
@@ -106,10 +97,6 @@ impl Drop for Writer {
     fn drop(&mut self) {
         self.tx.take();
     }
-}
-
-fn disk(e: io::Error) -> WriteError {
-    WriteError::Disk(e.to_string())
 }
 
 /// The piece being written: its header went out first, its md5 grows with every slice.
@@ -124,19 +111,19 @@ struct OpenPiece {
 /// Streams payload bytes into framed pieces: header, payload slices as they arrive, trailer.
 /// Nothing is buffered beyond the file's write buffer, and each piece's md5 is computed
 /// while its bytes are still in cache.
-struct PieceWriter<F: Fn(u64, String, u64)> {
+struct PieceWriter<F: Fn(u64, PieceDigest, u64)> {
     out: io::BufWriter<File>,
     layout: PieceLayout,
     /// Source length when the source said it; decides the last piece's header up front.
     expected_len: Option<u64>,
     max_file_bytes: Option<u64>,
     open: Option<OpenPiece>,
-    piece_md5s: Vec<String>,
+    pieces: Vec<PieceDigest>,
     written: u64,
     on_piece: F,
 }
 
-impl<F: Fn(u64, String, u64)> PieceWriter<F> {
+impl<F: Fn(u64, PieceDigest, u64)> PieceWriter<F> {
     fn header_len(&self, num: u64) -> u64 {
         match self.expected_len {
             Some(len) => PieceLayout::new(len, self.layout.piece_size).payload_len(num),
@@ -147,7 +134,7 @@ impl<F: Fn(u64, String, u64)> PieceWriter<F> {
     fn start(&mut self, num: u64) -> Result<(), WriteError> {
         let header_len = self.header_len(num);
         let header = piece_header(header_len, self.layout.piece_size);
-        self.out.write_all(&header).map_err(disk)?;
+        self.out.write_all(&header)?;
         let mut md5 = Md5::new();
         md5.update(header);
         self.open = Some(OpenPiece { num, header_len, received: 0, md5 });
@@ -158,9 +145,9 @@ impl<F: Fn(u64, String, u64)> PieceWriter<F> {
         let payload_size = self.layout.payload_size();
         while !data.is_empty() {
             if self.open.is_none() {
-                self.start(self.piece_md5s.len() as u64)?;
+                self.start(self.pieces.len() as u64)?;
             }
-            let Some(piece) = self.open.as_mut() else { return Err(WriteError::Disk("no open piece".into())) };
+            let Some(piece) = self.open.as_mut() else { return Err(io::Error::other("no open piece").into()) };
             let take = ((payload_size - piece.received) as usize).min(data.len());
             let (now, rest) = data.split_at(take);
             if let Some(max) = self.max_file_bytes {
@@ -168,7 +155,7 @@ impl<F: Fn(u64, String, u64)> PieceWriter<F> {
                     return Err(WriteError::Quota(max));
                 }
             }
-            self.out.write_all(now).map_err(disk)?;
+            self.out.write_all(now)?;
             piece.md5.update(now);
             piece.received += take as u64;
             data = rest;
@@ -185,11 +172,11 @@ impl<F: Fn(u64, String, u64)> PieceWriter<F> {
             Some(p) => p,
             None => {
                 self.start(0)?;
-                self.open.take().ok_or_else(|| WriteError::Disk("no open piece".into()))?
+                self.open.take().ok_or_else(|| io::Error::other("no open piece"))?
             }
         };
-        self.out.write_all(&[PIECE_TRAILER]).map_err(disk)?;
-        self.out.flush().map_err(disk)?;
+        self.out.write_all(&[PIECE_TRAILER])?;
+        self.out.flush()?;
         let wrapped = piece.received + 5;
         let md5 = if piece.received == piece.header_len {
             let mut md5 = piece.md5;
@@ -199,10 +186,10 @@ impl<F: Fn(u64, String, u64)> PieceWriter<F> {
             // A source of unknown length ended inside this piece: fix its header and hash it again.
             self.rewrite_header(piece.num, piece.received)?
         };
-        let md5 = piece_md5_string(&md5, wrapped);
+        let digest = PieceDigest::new(md5.into(), wrapped);
         self.written += wrapped;
-        self.piece_md5s.push(md5.clone());
-        (self.on_piece)(piece.num, md5, self.written);
+        self.pieces.push(digest);
+        (self.on_piece)(piece.num, digest, self.written);
         Ok(())
     }
 
@@ -210,9 +197,9 @@ impl<F: Fn(u64, String, u64)> PieceWriter<F> {
         use std::os::unix::fs::FileExt;
         let offset = num * self.layout.piece_size;
         let file = self.out.get_ref();
-        file.write_all_at(&piece_header(data_len, self.layout.piece_size), offset).map_err(disk)?;
+        file.write_all_at(&piece_header(data_len, self.layout.piece_size), offset)?;
         let mut bytes = vec![0u8; (data_len + 5) as usize];
-        file.read_exact_at(&mut bytes, offset).map_err(disk)?;
+        file.read_exact_at(&mut bytes, offset)?;
         Ok(Md5::digest(&bytes))
     }
 }
@@ -220,81 +207,210 @@ impl<F: Fn(u64, String, u64)> PieceWriter<F> {
 fn write_all(
     spec: WriterSpec,
     mut rx: tokio::sync::mpsc::Receiver<Input>,
-    on_piece: impl Fn(u64, String, u64),
+    on_piece: impl Fn(u64, PieceDigest, u64),
 ) -> Result<WrittenFile, WriteError> {
-    let tmp = spec.store.temp_path(&spec.task_id);
-    let result = (|| {
-        std::fs::create_dir_all(spec.store.dir(&spec.task_id)).map_err(disk)?;
-        // Readable too: a last piece of a source of unknown length is re-read to fix its header.
-        let file =
-            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).map_err(disk)?;
-        let (hash_tx, hash_rx) = mpsc::sync_channel::<Bytes>(64);
-        let hasher = thread::Builder::new()
-            .name("cdn-md5".into())
-            .spawn(move || {
-                let mut h = Md5::new();
-                for chunk in hash_rx {
-                    h.update(&chunk);
-                }
-                hex::encode(h.finalize())
-            })
-            .map_err(disk)?;
-
-        let mut pieces = PieceWriter {
-            out: io::BufWriter::with_capacity(1 << 20, file),
-            layout: PieceLayout::new(0, spec.piece_size),
-            expected_len: spec.expected_len,
-            max_file_bytes: spec.max_file_bytes,
-            open: None,
-            piece_md5s: Vec::new(),
-            written: 0,
-            on_piece,
-        };
-        let mut received: u64 = 0;
-        loop {
-            let chunk = match rx.blocking_recv() {
-                Some(Input::Chunk(c)) => c,
-                Some(Input::End) => break,
-                None => return Err(WriteError::Aborted),
-            };
-            received += chunk.len() as u64;
-            let _ = hash_tx.send(chunk.clone());
-            pieces.push(&chunk)?;
-        }
-        if pieces.open.is_some() || pieces.piece_md5s.is_empty() {
-            pieces.close()?;
-        }
-        drop(hash_tx);
-        let real_md5 = hasher.join().map_err(|_| WriteError::Disk("md5 thread failed".into()))?;
-
-        if let Some(expected) = spec.expected_len {
-            if expected != received {
-                return Err(WriteError::Length { expected, got: received });
-            }
-        }
-        if let Some(expected) = &spec.expected_md5 {
-            if *expected != real_md5 {
-                return Err(WriteError::Md5 { expected: expected.clone(), got: real_md5 });
-            }
-        }
-        let file = pieces.out.into_inner().map_err(|e| disk(e.into_error()))?;
-        file.sync_data().map_err(disk)?;
-        drop(file);
-        let (piece_md5s, written) = (pieces.piece_md5s, pieces.written);
-        let mut meta = spec.meta;
-        meta.http_file_len = received as i64;
-        meta.file_length = written as i64;
-        meta.real_md5 = real_md5.clone();
-        meta.piece_size = spec.piece_size;
-        meta.finish = true;
-        meta.success = true;
-        std::fs::rename(&tmp, spec.store.data_path(&spec.task_id)).map_err(disk)?;
-        spec.store.write_md5_list(&spec.task_id, &piece_md5s, &real_md5).map_err(disk)?;
-        spec.store.write_meta(&spec.task_id, &meta).map_err(disk)?;
-        Ok(WrittenFile { piece_md5s, real_md5, http_len: received, file_length: written })
-    })();
+    let tmp: PathBuf = spec.store.temp_path(&spec.task_id);
+    let result = write_verified(spec, &mut rx, on_piece);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+fn write_verified(
+    spec: WriterSpec,
+    rx: &mut tokio::sync::mpsc::Receiver<Input>,
+    on_piece: impl Fn(u64, PieceDigest, u64),
+) -> Result<WrittenFile, WriteError> {
+    let (hash_tx, hash_rx) = mpsc::sync_channel::<Bytes>(64);
+    let hasher = thread::Builder::new().name("cdn-md5".into()).spawn(move || {
+        let mut h = Md5::new();
+        for chunk in hash_rx {
+            h.update(&chunk);
+        }
+        hex::encode(h.finalize())
+    })?;
+    let mut pieces = PieceWriter {
+        out: io::BufWriter::with_capacity(1 << 20, spec.file),
+        layout: PieceLayout::new(0, spec.piece_size),
+        expected_len: spec.expected_len,
+        max_file_bytes: spec.max_file_bytes,
+        open: None,
+        pieces: Vec::new(),
+        written: 0,
+        on_piece,
+    };
+    let mut received: u64 = 0;
+    loop {
+        let chunk = match rx.blocking_recv() {
+            Some(Input::Chunk(c)) => c,
+            Some(Input::End) => break,
+            None => return Err(WriteError::Aborted),
+        };
+        received += chunk.len() as u64;
+        let _ = hash_tx.send(chunk.clone());
+        pieces.push(&chunk)?;
+    }
+    if pieces.open.is_some() || pieces.pieces.is_empty() {
+        pieces.close()?;
+    }
+    drop(hash_tx);
+    let real_md5 = hasher.join().map_err(|_| io::Error::other("md5 thread failed"))?;
+
+    if let Some(expected) = spec.expected_len {
+        if expected != received {
+            return Err(WriteError::Length { expected, got: received });
+        }
+    }
+    if let Some(expected) = &spec.expected_md5 {
+        if *expected != real_md5 {
+            return Err(WriteError::Md5 { expected: expected.clone(), got: real_md5 });
+        }
+    }
+    let file = pieces.out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_data()?;
+    drop(file);
+    let (digests, written) = (pieces.pieces, pieces.written);
+    let mut meta = spec.meta;
+    meta.http_file_len = received as i64;
+    meta.file_length = written as i64;
+    meta.real_md5 = real_md5.clone();
+    meta.piece_size = spec.piece_size;
+    meta.finish = true;
+    meta.success = true;
+    spec.store.write_md5_list(&spec.task_id, &digests, &real_md5)?;
+    spec.store.write_meta(&spec.task_id, &meta)?;
+    Ok(WrittenFile { pieces: digests, real_md5, http_len: received, file_length: written })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdn::readback;
+    use std::sync::{Arc, Mutex};
+
+    const PIECE: u64 = 1 << 20;
+
+    struct Run {
+        _home: tempfile::TempDir,
+        store: CacheStore,
+        id: TaskId,
+        writer: Writer,
+        announced: Arc<Mutex<Vec<(u64, PieceDigest, u64)>>>,
+    }
+
+    fn start(expected_len: Option<u64>, expected_md5: Option<String>, max_file_bytes: Option<u64>) -> Run {
+        let home = tempfile::tempdir().unwrap();
+        let store = CacheStore::open(home.path()).unwrap();
+        let id = TaskId::compute("http://h/f", "", "", None);
+        std::fs::create_dir_all(store.dir(&id)).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(store.temp_path(&id))
+            .unwrap();
+        let announced = Arc::new(Mutex::new(Vec::new()));
+        let seen = announced.clone();
+        let spec = WriterSpec {
+            store: store.clone(),
+            task_id: id.clone(),
+            file,
+            piece_size: PIECE,
+            expected_len,
+            expected_md5,
+            meta: FileMeta { task_id: id.to_string(), ..FileMeta::default() },
+            max_file_bytes,
+        };
+        let writer = Writer::spawn(spec, move |n, d, w| seen.lock().unwrap().push((n, d, w)));
+        Run { _home: home, store, id, writer, announced }
+    }
+
+    fn source(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 253) as u8).collect()
+    }
+
+    async fn feed(run: &mut Run, data: &[u8]) {
+        for chunk in data.chunks(100_000) {
+            run.writer.send(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn known_length_is_framed_hashed_and_left_for_the_manager_to_rename() {
+        let data = source(2_500_000);
+        let md5 = hex::encode(Md5::digest(&data));
+        let mut run = start(Some(data.len() as u64), Some(md5.clone()), None);
+        feed(&mut run, &data).await;
+        let Run { store, id, writer, announced, _home } = run;
+        let out = writer.finish().await.unwrap();
+        assert_eq!((out.http_len, out.real_md5.as_str()), (data.len() as u64, md5.as_str()));
+        let layout = PieceLayout::new(data.len() as u64, PIECE);
+        assert_eq!(out.file_length, layout.file_length());
+        let (on_disk, file_md5) = readback::rehash(&store.temp_path(&id), &layout).unwrap();
+        assert_eq!((on_disk.clone(), file_md5), (out.pieces.clone(), md5.clone()));
+        let seen = announced.lock().unwrap().clone();
+        assert_eq!(seen.iter().map(|(n, _, _)| *n).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(seen.last().map(|(_, _, w)| *w), Some(out.file_length));
+        assert!(!store.data_path(&id).exists(), "the writer does not rename");
+        let meta = store.read_meta(&id).unwrap();
+        assert!(meta.is_complete() && meta.real_md5 == md5 && meta.file_length == out.file_length as i64);
+        assert_eq!(store.read_md5_list(&id, &md5, 3), Some(out.pieces));
+    }
+
+    #[tokio::test]
+    async fn unknown_length_fixes_the_last_header() {
+        let data = source(PIECE as usize + 12_345);
+        let mut run = start(None, None, None);
+        feed(&mut run, &data).await;
+        let out = run.writer.finish().await.unwrap();
+        let layout = PieceLayout::new(data.len() as u64, PIECE);
+        let (on_disk, _) = readback::rehash(&run.store.temp_path(&run.id), &layout).unwrap();
+        assert_eq!(on_disk, out.pieces, "the last piece's header says its real length");
+    }
+
+    #[tokio::test]
+    async fn an_empty_source_is_one_empty_piece() {
+        let run = start(Some(0), None, None);
+        let out = run.writer.finish().await.unwrap();
+        assert_eq!((out.pieces.len(), out.file_length), (1, 5));
+        assert_eq!(std::fs::read(run.store.temp_path(&run.id)).unwrap(), [1, 0, 0, 0, 0x7f]);
+    }
+
+    #[tokio::test]
+    async fn short_bodies_wrong_md5s_and_quotas_fail_and_leave_nothing() {
+        let data = source(300_000);
+        let mut short = start(Some(400_000), None, None);
+        feed(&mut short, &data).await;
+        let (store, id) = (short.store.clone(), short.id.clone());
+        assert!(matches!(short.writer.finish().await, Err(WriteError::Length { expected: 400_000, got: 300_000 })));
+        assert!(!store.temp_path(&id).exists());
+
+        let mut md5 = start(None, Some("0".repeat(32)), None);
+        feed(&mut md5, &data).await;
+        assert!(matches!(md5.writer.finish().await, Err(WriteError::Md5 { .. })));
+
+        let mut quota = start(None, None, Some(100_000));
+        let (store, id) = (quota.store.clone(), quota.id.clone());
+        for chunk in data.chunks(50_000) {
+            if quota.writer.send(Bytes::copy_from_slice(chunk)).await.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(quota.writer.finish().await, Err(WriteError::Quota(100_000))));
+        assert!(!store.temp_path(&id).exists());
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_run_removes_its_file() {
+        let mut run = start(None, None, None);
+        feed(&mut run, &source(10_000)).await;
+        let (store, id) = (run.store.clone(), run.id.clone());
+        let Writer { tx, join } = &mut run.writer;
+        tx.take();
+        let result = join.take().unwrap().join().unwrap();
+        assert!(matches!(result, Err(WriteError::Aborted)));
+        assert!(!store.temp_path(&id).exists());
+    }
 }

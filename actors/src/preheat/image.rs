@@ -1,4 +1,4 @@
-//! Image preheat: reading a registry v2 manifest (§8.4) and finding the layer blobs.
+//! Image preheat: reading a registry v2 manifest and finding the layer blobs.
 //!
 //! Handles Docker schema 2 and OCI manifests, manifest lists / OCI indexes (one
 //! platform, linux/amd64 by default), schema 1 as a last resort, and the registry's
@@ -8,6 +8,41 @@ use std::collections::BTreeMap;
 
 use awc::http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::Value;
+
+/// Why an image's layers could not be found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0:?} is not a registry manifest URL <scheme>://<host>/v2/<name>/manifests/<reference>")]
+    NotAManifestUrl(String),
+    #[error("bad header name {0:?}")]
+    HeaderName(String),
+    #[error("bad value for header {0}")]
+    HeaderValue(String),
+    #[error("{url}: {reason}")]
+    Request { url: String, reason: String },
+    /// The registry answered an error status; `body` is the start of its answer.
+    #[error("{url}: {status} {body}")]
+    Status { url: String, status: u16, body: String },
+    #[error("token server {realm}: {reason}")]
+    Token { realm: String, reason: String },
+    #[error("WWW-Authenticate Bearer challenge has no realm")]
+    NoRealm,
+    #[error("{url}: {error}")]
+    Manifest { url: String, error: ManifestError },
+    #[error("{url}: no manifest for platform {platform}")]
+    NoPlatform { url: String, platform: String },
+    #[error("{url}: nested index for {platform}")]
+    NestedIndex { url: String, platform: String },
+}
+
+/// Why a manifest body cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is not JSON: {0}")]
+    NotJson(String),
+    #[error("manifest has neither layers nor manifests")]
+    NoLayers,
+}
 
 /// Manifest types we ask for, schema 1 last.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
@@ -28,9 +63,8 @@ pub struct ManifestUrl {
 }
 
 impl ManifestUrl {
-    pub fn parse(url: &str) -> Result<ManifestUrl, String> {
-        let bad =
-            || format!("{url:?} is not a registry manifest URL <scheme>://<host>/v2/<name>/manifests/<reference>");
+    pub fn parse(url: &str) -> Result<ManifestUrl, RegistryError> {
+        let bad = || RegistryError::NotAManifestUrl(url.to_string());
         let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
         if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
             return Err(bad());
@@ -101,8 +135,8 @@ pub enum Manifest {
     Index(Vec<(String, String)>),
 }
 
-pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("manifest is not JSON: {e}"))?;
+pub fn parse_manifest(body: &[u8]) -> Result<Manifest, ManifestError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| ManifestError::NotJson(e.to_string()))?;
     let digests = |list: &Value, key: &str| -> Vec<String> {
         list.as_array()
             .map(|a| a.iter().filter_map(|l| l.get(key).and_then(Value::as_str)).map(str::to_string).collect())
@@ -134,7 +168,7 @@ pub fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
     if v.get("layers").is_some() {
         return Ok(Manifest::Image(digests(&v["layers"], "digest")));
     }
-    Err("manifest has neither layers nor manifests".into())
+    Err(ManifestError::NoLayers)
 }
 
 /// Picks the index entry for `platform` ("os/arch" matches any variant of it).
@@ -149,10 +183,10 @@ pub fn pick_platform(entries: &[(String, String)], platform: &str) -> Option<Str
 fn apply_headers(
     mut req: awc::ClientRequest,
     headers: &BTreeMap<String, String>,
-) -> Result<awc::ClientRequest, String> {
+) -> Result<awc::ClientRequest, RegistryError> {
     for (k, v) in headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("bad header name {k:?}"))?;
-        let value = HeaderValue::from_str(v).map_err(|_| format!("bad value for header {k}"))?;
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| RegistryError::HeaderName(k.clone()))?;
+        let value = HeaderValue::from_str(v).map_err(|_| RegistryError::HeaderValue(k.clone()))?;
         req = req.insert_header((name, value));
     }
     Ok(req)
@@ -162,12 +196,18 @@ async fn get_once(
     client: &awc::Client,
     url: &str,
     headers: &BTreeMap<String, String>,
-) -> Result<(u16, Option<String>, Vec<u8>), String> {
+) -> Result<(u16, Option<String>, Vec<u8>), RegistryError> {
+    let failed = |reason: String| RegistryError::Request { url: url.to_string(), reason };
     let req = apply_headers(client.get(url), headers)?.insert_header((ACCEPT, MANIFEST_ACCEPT));
-    let mut res = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let mut res = req.send().await.map_err(|e| failed(e.to_string()))?;
     let challenge = res.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = res.body().limit(MAX_MANIFEST_BYTES).await.map_err(|e| format!("{url}: reading body: {e}"))?;
+    let body = res.body().limit(MAX_MANIFEST_BYTES).await.map_err(|e| failed(format!("reading body: {e}")))?;
     Ok((res.status().as_u16(), challenge, body.to_vec()))
+}
+
+fn status_error(url: &str, status: u16, body: &[u8]) -> RegistryError {
+    let body = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    RegistryError::Status { url: url.to_string(), status, body }
 }
 
 /// Fetches a bearer token from the challenge's realm, passing the caller's credentials.
@@ -175,33 +215,34 @@ async fn fetch_token(
     client: &awc::Client,
     params: &BTreeMap<String, String>,
     headers: &BTreeMap<String, String>,
-) -> Result<String, String> {
-    let realm = params.get("realm").ok_or("WWW-Authenticate Bearer challenge has no realm")?;
+) -> Result<String, RegistryError> {
+    let realm = params.get("realm").ok_or(RegistryError::NoRealm)?;
+    let failed = |reason: String| RegistryError::Token { realm: realm.clone(), reason };
     let mut query: Vec<(&str, &str)> = Vec::new();
     for key in ["service", "scope"] {
         if let Some(v) = params.get(key) {
             query.push((key, v));
         }
     }
-    let mut req = client.get(realm.as_str()).query(&query).map_err(|e| format!("token request: {e}"))?;
+    let mut req = client.get(realm.as_str()).query(&query).map_err(|e| failed(format!("token request: {e}")))?;
     if let Some((_, auth)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
         if !auth.to_ascii_lowercase().starts_with("bearer ") {
             req = req.insert_header((AUTHORIZATION, auth.as_str()));
         }
     }
-    let mut res = req.send().await.map_err(|e| format!("token server {realm}: {e}"))?;
+    let mut res = req.send().await.map_err(|e| failed(e.to_string()))?;
     let status = res.status();
-    let body = res.body().limit(1024 * 1024).await.map_err(|e| format!("token server {realm}: {e}"))?;
+    let body = res.body().limit(1024 * 1024).await.map_err(|e| failed(e.to_string()))?;
     if !status.is_success() {
-        return Err(format!("token server {realm} answered {status}"));
+        return Err(failed(format!("answered {status}")));
     }
-    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("token server {realm}: not JSON: {e}"))?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| failed(format!("not JSON: {e}")))?;
     v.get("token")
         .or_else(|| v.get("access_token"))
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| format!("token server {realm}: no token in reply"))
+        .ok_or_else(|| failed("no token in reply".into()))
 }
 
 /// GETs a registry URL, following one Bearer token challenge. `headers` is updated to the
@@ -210,7 +251,7 @@ pub async fn registry_get(
     client: &awc::Client,
     url: &str,
     headers: &mut BTreeMap<String, String>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, RegistryError> {
     let (status, challenge, body) = get_once(client, url, headers).await?;
     if (200..300).contains(&status) {
         return Ok(body);
@@ -225,11 +266,11 @@ pub async fn registry_get(
                 if (200..300).contains(&status) {
                     return Ok(body);
                 }
-                return Err(format!("{url}: {status} {}", String::from_utf8_lossy(&body[..body.len().min(200)])));
+                return Err(status_error(url, status, &body));
             }
         }
     }
-    Err(format!("{url}: {status} {}", String::from_utf8_lossy(&body[..body.len().min(200)])))
+    Err(status_error(url, status, &body))
 }
 
 /// The layer blob URLs of the image at `url`, and the headers to fetch them with.
@@ -238,18 +279,22 @@ pub async fn layer_urls(
     url: &str,
     mut headers: BTreeMap<String, String>,
     platform: &str,
-) -> Result<(Vec<(String, String)>, BTreeMap<String, String>), String> {
+) -> Result<(Vec<(String, String)>, BTreeMap<String, String>), RegistryError> {
     let at = ManifestUrl::parse(url)?;
+    let manifest =
+        |body: &[u8]| parse_manifest(body).map_err(|error| RegistryError::Manifest { url: url.to_string(), error });
     let body = registry_get(client, url, &mut headers).await?;
-    let layers = match parse_manifest(&body)? {
+    let layers = match manifest(&body)? {
         Manifest::Image(layers) => layers,
         Manifest::Index(entries) => {
             let digest = pick_platform(&entries, platform)
-                .ok_or_else(|| format!("{url}: no manifest for platform {platform}"))?;
+                .ok_or_else(|| RegistryError::NoPlatform { url: url.to_string(), platform: platform.to_string() })?;
             let body = registry_get(client, &at.manifest(&digest), &mut headers).await?;
-            match parse_manifest(&body)? {
+            match manifest(&body)? {
                 Manifest::Image(layers) => layers,
-                Manifest::Index(_) => return Err(format!("{url}: nested index for {platform}")),
+                Manifest::Index(_) => {
+                    return Err(RegistryError::NestedIndex { url: url.to_string(), platform: platform.to_string() })
+                }
             }
         }
     };

@@ -1,14 +1,15 @@
-//! The scheduler's part of garbage collection (§9.1, §9.2, §16 P16): it alone knows
-//! when each client was last heard from, so it decides which clients and tasks are idle.
+//! The scheduler's part of garbage collection: it alone knows when each client was last
+//! heard from, so it decides which clients and tasks are idle; and it takes back pieces
+//! handed out so long ago that the client cannot still be fetching them.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::state::{ClientRole, Uploader};
 use super::PieceScheduler;
-use crate::ids::{PeerId, TaskId};
-use crate::task_manager::CdnStatus;
+use crate::ids::{ClientId, PeerId, TaskId};
 
 /// Removes idle clients and reports idle tasks and the peers still active.
 #[derive(Message, Debug, Clone)]
@@ -26,27 +27,29 @@ pub struct Sweep {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SweepResult {
-    pub removed_clients: Vec<(TaskId, String)>,
+    pub removed_clients: Vec<(TaskId, ClientId)>,
     pub idle_tasks: Vec<TaskId>,
     /// Peers with at least one remaining client.
     pub active_peers: HashSet<PeerId>,
-    /// Tasks with at least one remaining client (their cached files must stay).
-    pub busy_tasks: HashSet<TaskId>,
+}
+
+/// Whether a client last heard from at `last_seen` is gone at `now`.
+fn gone(now: Instant, last_seen: Instant, role: ClientRole, uploader: Uploader, msg: &Sweep) -> bool {
+    let idle = now.duration_since(last_seen);
+    idle >= msg.client_idle
+        || (role == ClientRole::Seed && idle >= msg.seed_idle)
+        || matches!(uploader, Uploader::Down { since } if now.duration_since(since) >= msg.down_delay)
 }
 
 impl Handler<Sweep> for PieceScheduler {
     type Result = MessageResult<Sweep>;
 
     fn handle(&mut self, msg: Sweep, _ctx: &mut Context<Self>) -> Self::Result {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut out = SweepResult::default();
         for (id, task) in &self.tasks {
             for (cid, c) in &task.clients {
-                let idle = now.duration_since(c.last_seen);
-                let gone = idle >= msg.client_idle
-                    || (c.seed && idle >= msg.seed_idle)
-                    || c.down_since.is_some_and(|t| now.duration_since(t) >= msg.down_delay);
-                if gone {
+                if gone(now, c.last_seen, c.role, c.uploader, &msg) {
                     out.removed_clients.push((id.clone(), cid.clone()));
                 }
             }
@@ -55,16 +58,61 @@ impl Handler<Sweep> for PieceScheduler {
             self.remove_client(id, cid);
         }
         for (id, task) in &self.tasks {
-            let finished = matches!(task.status, CdnStatus::Success | CdnStatus::Failed | CdnStatus::SourceError);
             let recent = task.clients.values().any(|c| now.duration_since(c.last_seen) < msg.task_idle);
-            if finished && !recent && now.duration_since(task.last_access) >= msg.task_idle {
+            if task.status.is_final() && !recent && now.duration_since(task.last_access) >= msg.task_idle {
                 out.idle_tasks.push(id.clone());
-            }
-            if !task.clients.is_empty() {
-                out.busy_tasks.insert(id.clone());
             }
             out.active_peers.extend(task.clients.values().map(|c| c.peer_id.clone()));
         }
         MessageResult(out)
+    }
+}
+
+impl PieceScheduler {
+    /// dfget gives up on a piece after `pieceSize / 64 KiB/s + 10 s`; a piece running longer
+    /// than that plus a margin is given back, so its source's load is not held forever.
+    pub(super) fn expire_running(&mut self) {
+        let now = self.clock.now();
+        let mut stale = Vec::new();
+        for (tid, t) in &self.tasks {
+            let limit = Duration::from_secs(t.piece_size / (64 * 1024) + 30);
+            for (cid, c) in &t.clients {
+                for (n, r) in &c.running {
+                    if now.duration_since(r.since) > limit {
+                        stale.push((tid.clone(), cid.clone(), *n));
+                    }
+                }
+            }
+        }
+        for (tid, cid, n) in stale {
+            tracing::debug!(task = %tid, %cid, piece = n, "running piece expired");
+            self.release(&tid, &cid, n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SWEEP: Sweep = Sweep {
+        client_idle: Duration::from_secs(600),
+        down_delay: Duration::from_secs(180),
+        task_idle: Duration::from_secs(180),
+        seed_idle: Duration::from_secs(120),
+    };
+
+    #[test]
+    fn idle_clients_seeds_and_down_uploaders_go_at_their_own_delays() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let up = Uploader::Up;
+        assert!(!gone(at(599), t0, ClientRole::Peer, up, &SWEEP));
+        assert!(gone(at(600), t0, ClientRole::Peer, up, &SWEEP));
+        assert!(!gone(at(119), t0, ClientRole::Seed, up, &SWEEP));
+        assert!(gone(at(120), t0, ClientRole::Seed, up, &SWEEP));
+        let down = Uploader::Down { since: at(100) };
+        assert!(!gone(at(279), at(279), ClientRole::Peer, down, &SWEEP), "heard from, down 179 s");
+        assert!(gone(at(280), at(280), ClientRole::Peer, down, &SWEEP), "down 180 s");
     }
 }

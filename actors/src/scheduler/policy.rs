@@ -1,14 +1,13 @@
 //! The piece hand-out policy: which pieces a client gets next and from whom.
 //!
-//! Kept apart from the actor so it can be read, tested and swapped on its own.
-//! The default follows Go's order (rarest first, then closest to the pieces the
-//! client is already fetching) and picks, among the peers holding a piece, the
-//! least-loaded uploader under the per-uploader limit; the CDN only when no peer can.
+//! Kept apart from the actor so it can be read, tested and swapped on its own
+//! (`[scheduler] hand_out`). Every policy picks, among the peers holding a piece, the
+//! least-loaded uploader under the per-uploader limit; the CDN serves only when no peer can.
 
-use rand::Rng;
+use rand::{Rng, RngCore};
 
 /// A piece the client may fetch: held by the CDN, not held or running for the client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CandidatePiece {
     pub num: u64,
     /// Peers holding it (rarity).
@@ -24,56 +23,75 @@ pub struct CandidateSource {
 
 pub trait HandOutPolicy: Send {
     /// Orders candidates in place, best first; `running` are the piece numbers the client is fetching.
-    fn order(&self, candidates: &mut Vec<CandidatePiece>, running: &[u64]);
-    /// Picks one of the eligible peer sources (all under the upload limit), or `None` for the CDN.
-    fn pick_peer(&self, sources: &[CandidateSource]) -> Option<usize>;
+    fn order(&self, candidates: &mut Vec<CandidatePiece>, running: &[u64], rng: &mut dyn RngCore);
+
+    /// Picks one of the eligible peer sources (all under the upload limit): the least
+    /// loaded, ties at random; `None` leaves the piece to the CDN.
+    fn pick_peer(&self, sources: &[CandidateSource], rng: &mut dyn RngCore) -> Option<usize> {
+        let min = sources.iter().map(|s| s.load).min()?;
+        let best: Vec<&CandidateSource> = sources.iter().filter(|s| s.load == min).collect();
+        Some(best[rng.gen_range(0..best.len())].index)
+    }
 }
 
-/// Rarest first, then nearest to the mean of the running pieces, ties at random;
-/// the least-loaded eligible peer, ties at random.
+/// Rarest first, then nearest to the mean of the running pieces, ties at random.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RarestFirst;
 
 impl HandOutPolicy for RarestFirst {
-    fn order(&self, candidates: &mut Vec<CandidatePiece>, running: &[u64]) {
+    fn order(&self, candidates: &mut Vec<CandidatePiece>, running: &[u64], rng: &mut dyn RngCore) {
         let centre = if running.is_empty() { 0 } else { running.iter().sum::<u64>() / running.len() as u64 };
-        let mut rng = rand::thread_rng();
         let mut keyed: Vec<(usize, u64, u32, CandidatePiece)> =
             candidates.iter().map(|c| (c.holders, c.num.abs_diff(centre), rng.gen::<u32>(), *c)).collect();
         keyed.sort_unstable_by_key(|k| (k.0, k.1, k.2));
         candidates.clear();
         candidates.extend(keyed.into_iter().map(|k| k.3));
     }
+}
 
-    fn pick_peer(&self, sources: &[CandidateSource]) -> Option<usize> {
-        let min = sources.iter().map(|s| s.load).min()?;
-        let best: Vec<&CandidateSource> = sources.iter().filter(|s| s.load == min).collect();
-        let pick = best[rand::thread_rng().gen_range(0..best.len())];
-        Some(pick.index)
+/// Lowest piece number first.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sequential;
+
+impl HandOutPolicy for Sequential {
+    fn order(&self, candidates: &mut Vec<CandidatePiece>, _running: &[u64], _rng: &mut dyn RngCore) {
+        candidates.sort_unstable_by_key(|c| c.num);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::mock::StepRng;
 
-    #[test]
-    fn rarest_then_nearest() {
-        let mut c = vec![
+    fn pieces() -> Vec<CandidatePiece> {
+        vec![
             CandidatePiece { num: 0, holders: 2 },
             CandidatePiece { num: 9, holders: 0 },
             CandidatePiece { num: 5, holders: 0 },
             CandidatePiece { num: 1, holders: 1 },
-        ];
-        RarestFirst.order(&mut c, &[4, 6]);
+        ]
+    }
+
+    #[test]
+    fn rarest_then_nearest() {
+        let mut c = pieces();
+        RarestFirst.order(&mut c, &[4, 6], &mut StepRng::new(0, 1));
         let order: Vec<u64> = c.iter().map(|p| p.num).collect();
         assert_eq!(order, [5, 9, 1, 0]);
     }
 
     #[test]
+    fn sequential_is_in_order() {
+        let mut c = pieces();
+        Sequential.order(&mut c, &[4, 6], &mut StepRng::new(0, 1));
+        assert_eq!(c.iter().map(|p| p.num).collect::<Vec<_>>(), [0, 1, 5, 9]);
+    }
+
+    #[test]
     fn least_loaded_peer() {
         let s = [CandidateSource { index: 3, load: 2 }, CandidateSource { index: 7, load: 0 }];
-        assert_eq!(RarestFirst.pick_peer(&s), Some(7));
-        assert_eq!(RarestFirst.pick_peer(&[]), None);
+        assert_eq!(RarestFirst.pick_peer(&s, &mut StepRng::new(0, 1)), Some(7));
+        assert_eq!(RarestFirst.pick_peer(&[], &mut StepRng::new(0, 1)), None);
     }
 }

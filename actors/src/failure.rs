@@ -1,0 +1,118 @@
+//! Why a CDN run failed, kept typed from where it happens to where it is rendered. Part of
+//! the vocabulary: imports nothing of the crate but [`CdnStatus`].
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::status::CdnStatus;
+
+/// Why the source policy refuses a source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyRefusal {
+    #[error("source host {0} is denied by the source policy")]
+    DeniedHost(String),
+    #[error("source address {0} is denied by the source policy")]
+    DeniedAddress(IpAddr),
+    #[error("source {0} is not in the allowed sources")]
+    NotAllowed(String),
+    #[error("no address of {0} is allowed by the source policy")]
+    NoAllowedAddress(String),
+    #[error("{url:?} is not a URL the source policy can check: {reason}")]
+    BadUrl { url: String, reason: String },
+}
+
+/// How a source answered the request that opens a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceFailure {
+    #[error("source unreachable: {0}")]
+    Unreachable(String),
+    #[error("source answered {0}: authentication required")]
+    Auth(u16),
+    #[error("source answered {0}")]
+    Status(u16),
+    #[error("invalid source request: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Denied(PolicyRefusal),
+}
+
+impl SourceFailure {
+    /// 404s and unreachable sources are answered from memory for a while
+    /// (`fail_access_interval`), so a burst of registrations does not hammer the origin.
+    pub fn remembered(&self) -> bool {
+        matches!(self, SourceFailure::Unreachable(_) | SourceFailure::Status(404))
+    }
+}
+
+/// Why a run's bytes could not become a cached file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("cache not writable: {0}")]
+    Disk(Arc<io::Error>),
+    #[error("source sent {got} bytes, expected {expected}")]
+    Length { expected: u64, got: u64 },
+    #[error("md5 mismatch: expected {expected}, source bytes have {got}")]
+    Md5 { expected: String, got: String },
+    #[error("run abandoned before the end of the source")]
+    Aborted,
+    #[error("cache quota exceeded: the file needs more than the {0} bytes allowed")]
+    Quota(u64),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        WriteError::Disk(Arc::new(e))
+    }
+}
+
+/// Why a CDN run failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CdnFailure {
+    /// The source's answer when the run opened it.
+    #[error(transparent)]
+    Source(#[from] SourceFailure),
+    #[error("source sent nothing for {}s", .0.as_secs())]
+    Stalled(Duration),
+    #[error("source body interrupted: {0}")]
+    Interrupted(String),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// A 304 confirmed the cached copy, which could then not be read back.
+    #[error("cached copy unreadable: {0}")]
+    CacheUnreadable(String),
+}
+
+impl CdnFailure {
+    /// `SourceError` when the source answered an error status; `Failed` for everything else.
+    pub fn status(&self) -> CdnStatus {
+        match self {
+            CdnFailure::Source(SourceFailure::Auth(_) | SourceFailure::Status(_)) => CdnStatus::SourceError,
+            _ => CdnStatus::Failed,
+        }
+    }
+
+    pub fn source(&self) -> Option<&SourceFailure> {
+        match self {
+            CdnFailure::Source(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_the_kind_of_failure() {
+        assert_eq!(CdnFailure::Source(SourceFailure::Status(500)).status(), CdnStatus::SourceError);
+        assert_eq!(CdnFailure::Source(SourceFailure::Auth(401)).status(), CdnStatus::SourceError);
+        assert_eq!(CdnFailure::Source(SourceFailure::Unreachable("x".into())).status(), CdnStatus::Failed);
+        assert_eq!(CdnFailure::Stalled(Duration::from_secs(60)).status(), CdnStatus::Failed);
+        let disk = CdnFailure::Write(io::Error::from(io::ErrorKind::StorageFull).into());
+        assert_eq!(disk.status(), CdnStatus::Failed);
+        assert!(disk.to_string().starts_with("cache not writable"), "{disk}");
+    }
+}

@@ -1,0 +1,271 @@
+//! Piece assignment: what a polling client gets next, decided from the task's state alone.
+//!
+//! A client may fetch a piece the CDN has on disk and it neither holds nor is fetching.
+//! The policy orders those pieces; each then goes to the least-loaded peer holding it that
+//! is under the per-uploader limit, has not failed this client, and has not failed others
+//! too often; the supernode serves a piece only when no peer can, up to its own limit.
+
+use std::collections::HashMap;
+
+use indexmap::IndexSet;
+use rand::{Rng, RngCore};
+
+use super::policy::{CandidatePiece, CandidateSource, HandOutPolicy};
+use super::state::{Client, Source, TaskState, UploaderAddr};
+use crate::ids::ClientId;
+use crate::status::CdnStatus;
+
+/// Eligible peers looked at per piece, from a random start among its holders: a popular
+/// piece may have thousands, and the work must not grow with them.
+const SOURCES_CONSIDERED: usize = 16;
+
+/// The limits assignment works within (`[scheduler]`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Uploads at once per uploader address.
+    pub up: u32,
+    /// Pieces the supernode serves at once for the task.
+    pub cdn: u32,
+    /// Failures above which a client is served by the supernode only.
+    pub failures: u32,
+    /// Errors as a source at which a client is no longer handed out.
+    pub elimination: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Decision {
+    CdnFailed,
+    SourceError,
+    Paused,
+    /// The client holds every piece of the finished task.
+    Finished,
+    /// The client already runs `max` pieces.
+    Limited,
+    /// The CDN has no piece the client lacks yet.
+    NoPieceYet,
+    /// Pieces are there, but every source is at its limit.
+    AllBusy,
+    Pieces(Vec<(u64, Source)>),
+}
+
+/// What `cid` (a client of `task`) gets, running at most `max` pieces at once.
+pub(super) fn decide(
+    task: &TaskState,
+    cid: &ClientId,
+    max: usize,
+    uploads: &HashMap<UploaderAddr, u32>,
+    limits: &Limits,
+    policy: &dyn HandOutPolicy,
+    rng: &mut dyn RngCore,
+) -> Decision {
+    let Some(client) = task.clients.get(cid) else { return Decision::NoPieceYet };
+    match task.status {
+        CdnStatus::Failed => return Decision::CdnFailed,
+        CdnStatus::SourceError => return Decision::SourceError,
+        _ => {}
+    }
+    if task.paused {
+        return Decision::Paused;
+    }
+    if task.has_everything(client) {
+        return Decision::Finished;
+    }
+    if client.running.len() >= max {
+        return Decision::Limited;
+    }
+    let mut candidates: Vec<CandidatePiece> = task
+        .cdn_pieces
+        .iter()
+        .enumerate()
+        .map(|(n, d)| (n as u64, d))
+        .filter(|(n, d)| d.is_some() && !client.holds(*n) && !client.running.contains_key(n))
+        .map(|(n, _)| CandidatePiece { num: n, holders: task.holders.get(n as usize).map_or(0, IndexSet::len) })
+        .collect();
+    if candidates.is_empty() {
+        return Decision::NoPieceYet;
+    }
+    let running: Vec<u64> = client.running.keys().copied().collect();
+    policy.order(&mut candidates, &running, rng);
+
+    let cdn_only = client.failures > limits.failures;
+    let mut slots = max - client.running.len();
+    let mut cdn_load = task.cdn_load;
+    let mut extra_load: HashMap<UploaderAddr, u32> = HashMap::new();
+    let mut picks = Vec::new();
+    for cand in candidates {
+        if slots == 0 {
+            break;
+        }
+        let mut source = None;
+        if !cdn_only {
+            let load_of = |c: &Client| {
+                uploads.get(&c.addr()).copied().unwrap_or(0) + extra_load.get(&c.addr()).copied().unwrap_or(0)
+            };
+            let eligible = eligible_sources(task, client, cid, cand.num, limits, load_of, rng);
+            let loads: Vec<CandidateSource> = eligible
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, load))| CandidateSource { index: i, load: *load })
+                .collect();
+            if let Some(i) = policy.pick_peer(&loads, rng) {
+                let (holder, addr, _) = &eligible[i];
+                *extra_load.entry(*addr).or_default() += 1;
+                source = Some(Source::Peer((*holder).clone()));
+            }
+        }
+        if source.is_none() && cdn_load < limits.cdn {
+            cdn_load += 1;
+            source = Some(Source::Cdn);
+        }
+        if let Some(s) = source {
+            picks.push((cand.num, s));
+            slots -= 1;
+        }
+    }
+    if picks.is_empty() {
+        Decision::AllBusy
+    } else {
+        Decision::Pieces(picks)
+    }
+}
+
+/// Holders of piece `n` that may serve `client` now: (CID, uploader address, its load).
+fn eligible_sources<'a>(
+    task: &'a TaskState,
+    client: &Client,
+    cid: &ClientId,
+    n: u64,
+    limits: &Limits,
+    load_of: impl Fn(&Client) -> u32,
+    rng: &mut dyn RngCore,
+) -> Vec<(&'a ClientId, UploaderAddr, u32)> {
+    let Some(holders) = task.holders.get(n as usize) else { return Vec::new() };
+    let count = holders.len();
+    if count == 0 {
+        return Vec::new();
+    }
+    let start = rng.gen_range(0..count);
+    (0..count)
+        .filter_map(|i| holders.get_index((start + i) % count))
+        .filter(|h| *h != cid && !client.bad_sources.contains(*h))
+        .filter_map(|h| task.clients.get(h).map(|c| (h, c)))
+        .filter(|(_, c)| c.serves() && !c.is_down() && c.source_errors < limits.elimination)
+        .map(|(h, c)| (h, c.addr(), load_of(c)))
+        .filter(|(_, _, load)| *load < limits.up)
+        .take(SOURCES_CONSIDERED)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PeerId;
+    use crate::piece::PieceDigest;
+    use crate::scheduler::policy::RarestFirst;
+    use crate::scheduler::state::{ClientRole, Running};
+    use rand::rngs::mock::StepRng;
+    use std::net::Ipv4Addr;
+    use std::time::Instant;
+
+    const LIMITS: Limits = Limits { up: 2, cdn: 2, failures: 5, elimination: 5 };
+
+    fn client(n: u8, now: Instant) -> Client {
+        let peer = PeerId::for_host("h", &format!("10.0.0.{n}"));
+        Client::new(peer, (Ipv4Addr::new(10, 0, 0, n), 20000), format!("/peer/file/{n}"), ClientRole::Peer, now)
+    }
+
+    fn cid(n: u8) -> ClientId {
+        ClientId::new(format!("c{n}"))
+    }
+
+    /// A running task whose CDN has `pieces` pieces, with clients 1..=clients.
+    fn task(pieces: usize, clients: u8) -> TaskState {
+        let now = Instant::now();
+        let mut t = TaskState::new(1, now);
+        t.status = CdnStatus::Running;
+        t.piece_size = 4 << 20;
+        t.cdn_pieces = vec![Some(PieceDigest::new([0; 16], 4 << 20)); pieces];
+        for n in 1..=clients {
+            t.clients.insert(cid(n), client(n, now));
+        }
+        t
+    }
+
+    fn hold(t: &mut TaskState, n: u8, piece: u64) {
+        t.clients.get_mut(&cid(n)).unwrap().mark_have(piece);
+        t.add_holder(piece as usize, &cid(n));
+    }
+
+    fn decide_for(t: &TaskState, n: u8, max: usize, uploads: &HashMap<UploaderAddr, u32>) -> Decision {
+        decide(t, &cid(n), max, uploads, &LIMITS, &RarestFirst, &mut StepRng::new(7, 3))
+    }
+
+    #[test]
+    fn a_fresh_client_gets_cdn_pieces_up_to_the_cdn_limit() {
+        let t = task(4, 1);
+        let Decision::Pieces(p) = decide_for(&t, 1, 4, &HashMap::new()) else { panic!() };
+        assert_eq!(p.len(), 2, "cdn_up_limit 2: {p:?}");
+        assert!(p.iter().all(|(_, s)| *s == Source::Cdn));
+    }
+
+    #[test]
+    fn peers_serve_before_the_cdn_and_the_least_loaded_peer_first() {
+        let mut t = task(1, 3);
+        hold(&mut t, 2, 0);
+        hold(&mut t, 3, 0);
+        let uploads = HashMap::from([((Ipv4Addr::new(10, 0, 0, 2), 20000), 1)]);
+        assert_eq!(decide_for(&t, 1, 4, &uploads), Decision::Pieces(vec![(0, Source::Peer(cid(3)))]));
+    }
+
+    #[test]
+    fn busy_bad_and_eliminated_sources_are_skipped() {
+        let mut t = task(1, 4);
+        for n in 2..=4 {
+            hold(&mut t, n, 0);
+        }
+        t.clients.get_mut(&cid(1)).unwrap().bad_sources.insert(cid(2));
+        t.clients.get_mut(&cid(3)).unwrap().source_errors = 5;
+        let uploads = HashMap::from([((Ipv4Addr::new(10, 0, 0, 4), 20000), 2)]);
+        t.cdn_load = 2;
+        assert_eq!(decide_for(&t, 1, 4, &uploads), Decision::AllBusy, "all peers excluded, CDN at its limit");
+        t.cdn_load = 0;
+        assert_eq!(decide_for(&t, 1, 4, &uploads), Decision::Pieces(vec![(0, Source::Cdn)]));
+    }
+
+    #[test]
+    fn a_client_that_failed_too_often_gets_the_cdn_only() {
+        let mut t = task(1, 2);
+        hold(&mut t, 2, 0);
+        t.clients.get_mut(&cid(1)).unwrap().failures = 6;
+        assert_eq!(decide_for(&t, 1, 4, &HashMap::new()), Decision::Pieces(vec![(0, Source::Cdn)]));
+    }
+
+    #[test]
+    fn states_before_pieces() {
+        let mut t = task(2, 1);
+        let c = t.clients.get_mut(&cid(1)).unwrap();
+        c.running.insert(0, Running { source: Source::Cdn, since: Instant::now() });
+        assert_eq!(decide_for(&t, 1, 1, &HashMap::new()), Decision::Limited);
+        assert_eq!(decide_for(&task(0, 1), 1, 4, &HashMap::new()), Decision::NoPieceYet);
+        t.paused = true;
+        assert_eq!(decide_for(&t, 1, 4, &HashMap::new()), Decision::Paused);
+        t.status = CdnStatus::SourceError;
+        assert_eq!(decide_for(&t, 1, 4, &HashMap::new()), Decision::SourceError);
+        let mut done = task(2, 1);
+        done.status = CdnStatus::Success;
+        done.piece_total = 2;
+        hold(&mut done, 1, 0);
+        hold(&mut done, 1, 1);
+        assert_eq!(decide_for(&done, 1, 4, &HashMap::new()), Decision::Finished);
+    }
+
+    #[test]
+    fn a_down_or_download_only_holder_is_never_a_source() {
+        let mut t = task(1, 3);
+        hold(&mut t, 2, 0);
+        hold(&mut t, 3, 0);
+        t.clients.get_mut(&cid(2)).unwrap().mark_down(Instant::now());
+        t.clients.get_mut(&cid(3)).unwrap().role = ClientRole::DownloadOnly;
+        assert_eq!(decide_for(&t, 1, 4, &HashMap::new()), Decision::Pieces(vec![(0, Source::Cdn)]));
+    }
+}

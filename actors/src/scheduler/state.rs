@@ -1,0 +1,240 @@
+//! What the scheduler knows of each task and each of its clients.
+//!
+//! State is kept per client (CID), not per peer: several dfget runs on one host are separate
+//! sources, each with its own uploader address, held pieces and failures.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use indexmap::IndexSet;
+
+use super::SchedError;
+use crate::failure::CdnFailure;
+use crate::ids::{ClientId, PeerId};
+use crate::piece::{PieceDigest, PieceRange};
+use crate::status::CdnStatus;
+
+/// Where a client fetches a piece from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Source {
+    Cdn,
+    Peer(ClientId),
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Running {
+    pub source: Source,
+    pub since: Instant,
+}
+
+/// Where one dfget run is, for the `dfgettasks` gauge (Go's dfget task statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DfgetState {
+    Waiting,
+    Running,
+    Success,
+    Failed,
+}
+
+impl DfgetState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DfgetState::Waiting => "WAITING",
+            DfgetState::Running => "RUNNING",
+            DfgetState::Success => "SUCCESS",
+            DfgetState::Failed => "FAILED",
+        }
+    }
+}
+
+/// What a client offers other clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRole {
+    /// No uploader (port 0) or the `cdn` pattern: it only downloads.
+    DownloadOnly,
+    /// Serves the pieces it holds.
+    Peer,
+    /// Also offers its whole copy as a seed of the task's URL (dfdaemon's streaming mode).
+    Seed,
+}
+
+/// Whether a client's uploader is still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Uploader {
+    Up,
+    /// Gone since then: `/peer/service/down`, or a download-only client that finished.
+    Down {
+        since: Instant,
+    },
+}
+
+/// The uploader address: upload limits count per (IP, port).
+pub(super) type UploaderAddr = (Ipv4Addr, u16);
+
+/// One dfget run downloading one task.
+#[derive(Debug, Clone)]
+pub(super) struct Client {
+    pub peer_id: PeerId,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub path: String,
+    /// The address the client used to reach us: the `peerIp` of its CDN pieces.
+    pub super_node_ip: String,
+    pub role: ClientRole,
+    pub uploader: Uploader,
+    pub have: Vec<bool>,
+    pub have_count: u64,
+    pub running: HashMap<u64, Running>,
+    /// Sources that failed this client once; never used for it again.
+    pub bad_sources: HashSet<ClientId>,
+    pub failures: u32,
+    pub source_errors: u32,
+    pub last_seen: Instant,
+    pub call_system: String,
+    pub state: DfgetState,
+}
+
+impl Client {
+    /// A client that has just registered: nothing held, nothing failed.
+    pub fn new(peer_id: PeerId, addr: UploaderAddr, path: String, role: ClientRole, now: Instant) -> Client {
+        Client {
+            peer_id,
+            ip: addr.0,
+            port: addr.1,
+            path,
+            super_node_ip: String::new(),
+            role,
+            uploader: Uploader::Up,
+            have: Vec::new(),
+            have_count: 0,
+            running: HashMap::new(),
+            bad_sources: HashSet::new(),
+            failures: 0,
+            source_errors: 0,
+            last_seen: now,
+            call_system: String::new(),
+            state: DfgetState::Waiting,
+        }
+    }
+
+    pub fn addr(&self) -> UploaderAddr {
+        (self.ip, self.port)
+    }
+
+    pub fn serves(&self) -> bool {
+        self.role != ClientRole::DownloadOnly
+    }
+
+    /// A live seed: counted against the seeds allowed per URL and reported by heartbeats.
+    pub fn is_seed(&self) -> bool {
+        self.role == ClientRole::Seed && self.uploader == Uploader::Up
+    }
+
+    pub fn is_down(&self) -> bool {
+        matches!(self.uploader, Uploader::Down { .. })
+    }
+
+    pub fn mark_down(&mut self, now: Instant) {
+        if self.uploader == Uploader::Up {
+            self.uploader = Uploader::Down { since: now };
+        }
+    }
+
+    pub fn holds(&self, n: u64) -> bool {
+        self.have.get(n as usize).copied().unwrap_or(false)
+    }
+
+    pub fn mark_have(&mut self, n: u64) -> bool {
+        let i = n as usize;
+        if self.have.len() <= i {
+            self.have.resize(i + 1, false);
+        }
+        if self.have[i] {
+            return false;
+        }
+        self.have[i] = true;
+        self.have_count += 1;
+        true
+    }
+}
+
+/// One task as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub(super) struct TaskState {
+    pub run_id: u64,
+    pub task_url: String,
+    pub status: CdnStatus,
+    pub paused: bool,
+    pub failure: Option<CdnFailure>,
+    pub piece_size: u64,
+    pub piece_total: u64,
+    pub file_length: u64,
+    pub real_md5: String,
+    /// The digest of each piece the CDN has on disk.
+    pub cdn_pieces: Vec<Option<PieceDigest>>,
+    pub holders: Vec<IndexSet<ClientId>>,
+    pub clients: HashMap<ClientId, Client>,
+    /// Pieces the supernode is serving right now.
+    pub cdn_load: u32,
+    pub last_access: Instant,
+}
+
+impl TaskState {
+    pub fn new(run_id: u64, now: Instant) -> Self {
+        TaskState {
+            run_id,
+            task_url: String::new(),
+            status: CdnStatus::Waiting,
+            paused: false,
+            failure: None,
+            piece_size: 0,
+            piece_total: 0,
+            file_length: 0,
+            real_md5: String::new(),
+            cdn_pieces: Vec::new(),
+            holders: Vec::new(),
+            clients: HashMap::new(),
+            cdn_load: 0,
+            last_access: now,
+        }
+    }
+
+    /// Pieces known so far (the CDN's, or the total once the length is known).
+    pub fn known_pieces(&self) -> usize {
+        self.cdn_pieces.len().max(self.piece_total as usize)
+    }
+
+    /// The piece number of `range`, if it is one of this task's pieces exactly as handed out
+    /// (a whole slot, the last one too): ranges come from the network, and a piece number
+    /// sizes per-client bitmaps.
+    pub fn piece_of(&self, range: PieceRange) -> Result<u64, SchedError> {
+        if self.piece_size == 0 || !range.start.is_multiple_of(self.piece_size) || range.len() != self.piece_size {
+            return Err(SchedError::NotAPiece(range));
+        }
+        let n = range.start / self.piece_size;
+        if n >= self.known_pieces() as u64 {
+            return Err(SchedError::PastTheEnd(range));
+        }
+        Ok(n)
+    }
+
+    /// `cid` holds piece `n` and may be handed out as its source.
+    pub fn add_holder(&mut self, n: usize, cid: &ClientId) {
+        if self.holders.len() <= n {
+            self.holders.resize_with(n + 1, IndexSet::new);
+        }
+        self.holders[n].insert(cid.clone());
+    }
+
+    pub fn forget_holder(&mut self, cid: &ClientId) {
+        for h in &mut self.holders {
+            h.swap_remove(cid);
+        }
+    }
+
+    /// `client` holds every piece of the finished task.
+    pub fn has_everything(&self, client: &Client) -> bool {
+        self.status == CdnStatus::Success && self.piece_total > 0 && client.have_count >= self.piece_total
+    }
+}
