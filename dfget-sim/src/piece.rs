@@ -51,7 +51,9 @@ pub(crate) fn parse_continue(data: Option<&Value>) -> Option<Vec<PieceTask>> {
         let piece_num = get_int(el, "pieceNum")?;
         let piece_size = get_int(el, "pieceSize")?;
         let peer_port = get_int(el, "peerPort")?;
-        if piece_num < 0 || piece_size <= 0 || piece_size > u32::MAX as i64 || !(0..=65535).contains(&peer_port) {
+        // A piece is framed by 5 bytes: a smaller size cannot be a piece.
+        let bad_size = piece_size <= PIECE_META as i64 || piece_size > u32::MAX as i64;
+        if piece_num < 0 || bad_size || !(0..=65535).contains(&peer_port) {
             return None;
         }
         out.push(PieceTask {
@@ -356,5 +358,8 @@ mod tests {
         assert_eq!(items[0].peer_port, 8001);
         assert!(parse_continue(Some(&serde_json::json!([{"pieceNum":"x"}]))).is_none());
         assert!(parse_continue(Some(&serde_json::json!({"a":1}))).is_none());
+        let mut tiny = v.clone();
+        tiny[0]["pieceSize"] = serde_json::json!(5);
+        assert!(parse_continue(Some(&tiny)).is_none(), "a piece is more than its 5 framing bytes");
     }
 }
