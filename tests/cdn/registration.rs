@@ -16,6 +16,7 @@ use testkit::{
 use crate::verify::verify_cached;
 use crate::{assert_task_info_keys, register_ok, suffixed, with, PIECE};
 
+/// Sends `body` as `content_type` (a form, or JSON with a charset): status and reply text.
 async fn send(req: awc::ClientRequest, content_type: &str, body: String) -> (u16, String) {
     let mut res = req.insert_header(("Content-Type", content_type)).send_body(body).await.expect("request sent");
     let bytes = res.body().limit(1 << 20).await.expect("body read");

@@ -11,7 +11,8 @@ fn command(bench: &str) -> String {
 
 /// The repository's BENCHMARKS.md (this crate lives in `benches/support`).
 fn benchmarks_md() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("the repository root");
+    root.join("BENCHMARKS.md")
 }
 
 const INTRO: &str = "# Benchmarks\n\n\

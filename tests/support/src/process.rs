@@ -38,7 +38,9 @@ impl LoggedChild {
         let deadline = Instant::now() + within;
         loop {
             let log = self.log();
-            if let Some(found) = log.lines().map(strip_ansi).find_map(|l| parse(&l)) {
+            // only whole lines: a line still being written could hold a cut-off port number
+            let complete = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
+            if let Some(found) = complete.lines().map(strip_ansi).find_map(|l| parse(&l)) {
                 return found;
             }
             if let Some(status) = self.child.try_wait().expect("try_wait") {
