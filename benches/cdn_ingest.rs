@@ -1,5 +1,5 @@
 //! CDN ingest of a 1 GiB source from a local origin, against plain clients downloading the same
-//! URL to disk in the same run (issue 3, Benchmark).
+//! URL to disk in the same run.
 //!
 //! Per repetition, each on its own fresh URL (new seed, so the CDN really fetches):
 //! * `curl -s -o <tmp> URL` (if curl exists);
@@ -11,11 +11,11 @@
 //! (actors on this thread, HTTP workers and the CDN arbiter on their own threads); the origin on
 //! its own thread and System.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use benchkit::report::{measured_line, note_start_load, write_section};
+use benchkit::stats::{median, mib_s};
+use benchkit::*;
 
 fn curl_available() -> bool {
     std::process::Command::new("curl").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
@@ -38,14 +38,12 @@ async fn run() {
         files.push((p.as_str(), 1000 + i as u64, size));
     }
     let origin = spawn_origin(&files);
-    let server = common::start_with(supernode::config::Config::default()).await;
-    let control = server.control();
-    let client = common::client();
+    let server = testkit::start().await;
     let bulk = bulk_client();
     let scratch = tempfile::tempdir().expect("scratch dir");
 
     let (mut curl_s, mut awc_s, mut cdn_s, mut md5_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let piece_size = supernode_actors::piece::piece_size_for(size as i64);
+    let piece_size = testkit::protocol::piece_size(size);
     let mut origin_fetches = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let url = origin.url(path);
@@ -85,15 +83,15 @@ async fn run() {
         // the CDN
         let before = origin.stats(path).body_bytes;
         let t = Instant::now();
-        let data = register(&client, control, &url, &format!("127.0.0.1-ingest-{i}"), 20001).await;
+        let data = register(&server, &url, &format!("127.0.0.1-ingest-{i}"), 20001).await;
         let id = data["taskId"].as_str().expect("taskId").to_string();
-        let info = wait_cdn_success(&client, control, &id, Duration::from_secs(600)).await;
+        let info = testkit::wait_success(&server, &id, Duration::from_secs(600)).await;
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(info["httpFileLength"].as_u64(), Some(size), "{info}");
         assert_eq!(info["pieceSize"].as_u64(), Some(piece_size), "{info}");
         origin_fetches.push(origin.stats(path).body_bytes - before);
         cdn_s.push(secs);
-        delete_task(&client, control, &id).await;
+        delete_task(&server, &id).await;
 
         println!(
             "rep {}: curl {} · awc {:.2} s · awc+md5 {:.2} s · CDN {:.2} s",
@@ -148,5 +146,5 @@ async fn run() {
     ));
     println!("{md}");
     write_section("cdn_ingest", &md);
-    server.server.stop(false).await;
+    server.stop().await;
 }

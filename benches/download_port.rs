@@ -1,5 +1,5 @@
 //! Download-port throughput reading a cached 1 GiB CDN file with range requests, against reading
-//! the same file directly with std::fs in the same chunks (issue 3, Benchmark).
+//! the same file directly with std::fs in the same chunks.
 //!
 //! The file is ingested first (from the test origin), so it is in the page cache for both. Each
 //! reader runs on its own thread (the HTTP readers each with their own actix System and awc
@@ -7,15 +7,15 @@
 //! file, the k-th of n starting at chunk k·chunks/n and wrapping round. 4 MiB chunks as asked,
 //! and full piece slots (what dfget asks for). BENCH_INGEST_MIB (default 1024), BENCH_REPS (3).
 
-mod support;
-
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use benchkit::report::{measured_line, note_start_load, write_section};
+use benchkit::stats::{median, mib_s};
+use benchkit::*;
 use futures_util::StreamExt;
-use support::*;
 
 fn main() {
     note_start_load();
@@ -129,15 +129,13 @@ async fn run() {
     let reps = env_u64("BENCH_REPS", 3) as usize;
     let size = size_mib * MIB;
     let origin = spawn_origin(&[("/cached.bin", 7, size)]);
-    let server = common::start_with(supernode::config::Config::default()).await;
-    let control = server.control();
-    let client = common::client();
-    let data = register(&client, control, &origin.url("/cached.bin"), "127.0.0.1-dl-0", 20001).await;
+    let server = testkit::start().await;
+    let data = register(&server, &origin.url("/cached.bin"), "127.0.0.1-dl-0", 20001).await;
     let id = data["taskId"].as_str().unwrap().to_string();
-    let info = wait_cdn_success(&client, control, &id, Duration::from_secs(600)).await;
+    let info = testkit::wait_success(&server, &id, Duration::from_secs(600)).await;
     let len = info["fileLength"].as_u64().expect("fileLength");
     let piece_size = info["pieceSize"].as_u64().expect("pieceSize");
-    let path = server.home_path().join("repo/download").join(&id[..3]).join(&id);
+    let path = testkit::data_path(&server.home_path(), &id);
     assert_eq!(std::fs::metadata(&path).expect("cached file").len(), len);
     let url = format!("http://{}/download/{}/{}", server.download(), &id[..3], id);
     println!("cached {} bytes (piece size {} MiB) at {}", len, piece_size / MIB, path.display());
@@ -203,6 +201,6 @@ async fn run() {
     );
     println!("{md}");
     write_section("download_port", &md);
-    delete_task(&client, control, &id).await;
-    server.server.stop(false).await;
+    delete_task(&server, &id).await;
+    server.stop().await;
 }

@@ -1,22 +1,22 @@
-//! Load (issue 7 item 5): 1,000 simulated dfget clients hammering `/peer/task` and piece reports
+//! Load: 1,000 simulated dfget clients hammering `/peer/task` and piece reports
 //! for BENCH_SECONDS (default 60; the recorded figures come from a full 60 s run): errors,
 //! throughput, p99 latency and the server's peak RSS. Baseline: the same generator against
 //! `GET /_ping` for the same time, same run.
 //!
 //! The server is the release binary in a child process (its VmHWM from /proc/<pid>/status is the
-//! peak RSS); the origin and the generator (benches/support/gen.rs, BENCH_CONNS requests in
+//! peak RSS); the origin and the generator (`benchkit::gen`, BENCH_CONNS requests in
 //! flight, default 64) run here. Clients that finish (600) register again as a new dfget run
 //! (new cid, same host and port), so the load never runs dry and every finished run stays on
 //! the task as a seed, as a real dfget's uploader does for a while.
-
-mod support;
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use support::gen::{self, GenConfig};
-use support::*;
+use benchkit::gen::{self, GenConfig};
+use benchkit::report::{measured_line, note_start_load, write_section};
+use benchkit::stats::Histogram;
+use benchkit::*;
 
 const HIST: &str = "dragonfly_supernode_schedule_duration_milliseconds";
 
@@ -43,17 +43,16 @@ async fn run() {
     let conns = env_u64("BENCH_CONNS", 64) as usize;
     let size_mib = env_u64("BENCH_FILE_MIB", 64);
     let origin = spawn_origin(&[("/load.bin", 60, size_mib * MIB)]);
-    let server = ChildServer::start().await;
+    let server = BinaryServer::start(env!("CARGO_BIN_EXE_supernode"));
     let (_, rss_idle) = server.rss_kib();
-    let client = common::client();
     let url = origin.url("/load.bin");
-    let data = register(&client, server.control, &url, "127.0.0.1-trigger", 19999).await;
+    let data = register(&server, &url, "127.0.0.1-trigger", 19999).await;
     let task_id = data["taskId"].as_str().unwrap().to_string();
-    let info = wait_cdn_success(&client, server.control, &task_id, Duration::from_secs(120)).await;
+    let info = testkit::wait_success(&server, &task_id, Duration::from_secs(120)).await;
     let pieces = info["pieceTotal"].as_u64().unwrap_or(0);
 
     let cfg = GenConfig {
-        control: server.control,
+        control: server.control(),
         conns,
         clients,
         url,
@@ -67,8 +66,7 @@ async fn run() {
     let (_, rss_registered) = server.rss_kib();
     println!("{clients} clients registered ({reg_failures} failures); running {secs} s with {conns} in flight");
 
-    let metrics_url = server.url("/metrics");
-    let h0 = Histogram::parse(&fetch_text(&client, &metrics_url).await, HIST);
+    let h0 = Histogram::of(&testkit::metrics(&server).await, HIST);
     let stop = Rc::new(Cell::new(false));
     let sampler = sample_rss(server.pid(), stop.clone());
     let cpu0 = server.cpu_secs();
@@ -76,14 +74,14 @@ async fn run() {
     let cpu_load = server.cpu_secs() - cpu0;
     stop.set(true);
     let rss_samples = sampler.await.unwrap_or_default();
-    let h1 = Histogram::parse(&fetch_text(&client, &metrics_url).await, HIST);
+    let h1 = Histogram::of(&testkit::metrics(&server).await, HIST);
     let hist = h1.minus(&h0);
     let (hwm_load, rss_after) = server.rss_kib();
-    let metrics_text = fetch_text(&client, &metrics_url).await;
+    let metrics_after = testkit::metrics(&server).await;
     let origin_stats = origin.stats("/load.bin");
 
     let cpu0 = server.cpu_secs();
-    let ping = gen::run_ping(server.control, conns, None, Some(Duration::from_secs(secs))).await;
+    let ping = gen::run_ping(server.control(), conns, None, Some(Duration::from_secs(secs))).await;
     let cpu_ping = server.cpu_secs() - cpu0;
     let (hwm_end, _) = server.rss_kib();
 
@@ -119,12 +117,8 @@ async fn run() {
         ping.errors
     );
     println!("RSS KiB: idle {rss_idle}, registered {rss_registered}, after load {rss_after}, VmHWM after load {hwm_load}, end {hwm_end}");
-    let task_clients = metrics_text
-        .lines()
-        .find(|l| l.starts_with("dragonfly_supernode_clients "))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?")
-        .to_string();
+    let task_clients =
+        metrics_after.get("dragonfly_supernode_clients", &[]).map_or_else(|| "?".to_string(), |n| n.to_string());
     println!("clients known to the scheduler after the load: {task_clients}; origin: {origin_stats:?}");
 
     let quick = secs < 60;

@@ -1,18 +1,19 @@
 //! 16 simulated dfget peers (dfget-sim, each with its own uploader on a distinct 127.0.0.1 port)
 //! downloading one file through the supernode, against 16 direct concurrent downloads of the
-//! same URL from the origin (awc, streamed to files), in the same run (issue 4, Benchmarks).
+//! same URL from the origin (awc, streamed to files), in the same run.
 //!
 //! Figures: wall time, bytes the origin sent, pieces fetched from peers vs from the supernode.
 //! The swarm starts cold (the CDN fetches the source during the run, as the first swarm on a new
 //! file does). Sizes: BENCH_SWARM_MIB (default "64,256"), peers: BENCH_PEERS (16).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use dfget_sim::{Peer, PeerConfig};
+use benchkit::report::{measured_line, note_start_load, write_section};
+use benchkit::stats::median;
+use benchkit::*;
+use dfget_sim::PeerConfig;
 use futures_util::future::join_all;
-use support::*;
+use testkit::swarm::Swarm;
 
 fn main() {
     note_start_load();
@@ -46,9 +47,8 @@ async fn run() {
     let files: Vec<(String, u64, u64)> = sizes.iter().map(|m| (format!("/swarm-{m}.bin"), 500 + m, m * MIB)).collect();
     let file_refs: Vec<(&str, u64, u64)> = files.iter().map(|(p, s, l)| (p.as_str(), *s, *l)).collect();
     let origin = spawn_origin(&file_refs);
-    let server = common::start_with(supernode::config::Config::default()).await;
+    let server = testkit::start().await;
     let control = server.control();
-    let client = common::client();
     let bulk = bulk_client();
     let mut rows = Vec::new();
 
@@ -60,21 +60,14 @@ async fn run() {
 
         // --- the swarm through the supernode
         let before = origin.stats(path).body_bytes;
-        let peers: Vec<Peer> = (0..n)
-            .map(|i| {
-                let mut c = PeerConfig::new(control.to_string(), url.as_str(), dir.path().join(format!("peer{i}.out")));
-                c.download_timeout = Some(Duration::from_secs(600));
-                let p = Peer::new(c).expect("peer config");
-                p.start_uploader().expect("uploader");
-                p
-            })
-            .collect();
-        let mut ports: Vec<u16> = peers.iter().filter_map(Peer::uploader_port).collect();
-        ports.sort_unstable();
-        ports.dedup();
-        assert_eq!(ports.len(), n, "distinct uploader ports");
+        let swarm = Swarm::start(n, |i| {
+            let mut c = PeerConfig::new(control.to_string(), url.as_str(), dir.path().join(format!("peer{i}.out")));
+            c.download_timeout = Some(Duration::from_secs(600));
+            c
+        });
+        let peers = swarm.peers();
         let t = Instant::now();
-        let results = join_all(peers.iter().map(Peer::download)).await;
+        let results = swarm.download().await;
         let swarm_s = t.elapsed().as_secs_f64();
         let swarm_origin = origin.stats(path).body_bytes - before;
         let reports: Vec<_> =
@@ -93,9 +86,7 @@ async fn run() {
             );
         }
         let task_id = reports[0].task_id.clone();
-        let info: serde_json::Value =
-            serde_json::from_str(&fetch_text(&client, &format!("http://{control}/api/v1/tasks/{task_id}")).await)
-                .unwrap();
+        let info = testkit::task_info(&server, &task_id).await;
         let pieces_per_peer = info["pieceTotal"].as_u64().unwrap_or(0);
         let from_cdn: u64 = reports.iter().map(|r| r.stats.pieces_from_supernode).sum();
         let from_peers: u64 = reports.iter().map(|r| r.stats.pieces_from_peers).sum();
@@ -104,21 +95,19 @@ async fn run() {
         let waits: u64 = reports.iter().map(|r| r.stats.poll_codes.get(&602).copied().unwrap_or(0)).sum();
         let peer_secs: Vec<f64> = reports.iter().map(|r| r.duration_secs).collect();
         let uploaders = peers.iter().filter(|p| p.uploads_served() > 0).count();
-        for p in &peers {
-            p.stop_uploader().await;
-        }
-        drop(peers);
+        swarm.stop_uploaders().await;
+        drop(swarm);
         for i in 0..n {
             std::fs::remove_file(dir.path().join(format!("peer{i}.out"))).ok();
         }
         // CDN ingest alone (same source, a fresh task), to separate the source fetch from the swarm.
-        delete_task(&client, control, &task_id).await;
+        delete_task(&server, &task_id).await;
         let t = Instant::now();
-        let data = register(&client, control, &url, "127.0.0.1-ingest-only", 20001).await;
+        let data = register(&server, &url, "127.0.0.1-ingest-only", 20001).await;
         let id = data["taskId"].as_str().unwrap().to_string();
-        wait_cdn_success(&client, control, &id, Duration::from_secs(600)).await;
+        testkit::wait_success(&server, &id, Duration::from_secs(600)).await;
         let cdn_ingest_s = t.elapsed().as_secs_f64();
-        delete_task(&client, control, &id).await;
+        delete_task(&server, &id).await;
 
         // --- 16 direct downloads from the origin
         let before = origin.stats(path).body_bytes;
@@ -203,5 +192,5 @@ async fn run() {
     }
     println!("{md}");
     write_section("p2p_swarm", &md);
-    server.server.stop(false).await;
+    server.stop().await;
 }

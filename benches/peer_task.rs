@@ -1,20 +1,20 @@
-//! `/peer/task` throughput and latency with 1,000 registered clients on one task (issue 4,
-//! Benchmarks), against `GET /_ping` with the same generator in the same run.
+//! `/peer/task` throughput and latency with 1,000 registered clients on one task, against
+//! `GET /_ping` with the same generator in the same run.
 //!
 //! The server is the release binary in a child process; the origin (a cached 64 MiB file) and
-//! the load generator (benches/support/gen.rs: BENCH_CONNS requests in flight, default 32, over
+//! the load generator (`benchkit::gen`: BENCH_CONNS requests in flight, default 32, over
 //! keep-alive connections, one thread) run in this process. Each of the BENCH_CLIENTS (1,000)
 //! clients runs dfget's piece loop to the end: 700/502, then per handed-out piece a
 //! `/peer/piece/suc` and a 701/503 poll, until 600. The server's
 //! `dragonfly_supernode_schedule_duration_milliseconds` histogram is read from `/metrics` before
 //! and after. The baseline sends as many `/_ping` requests as the piece loop sent in total.
 
-mod support;
-
 use std::time::Duration;
 
-use support::gen::{self, GenConfig};
-use support::*;
+use benchkit::gen::{self, GenConfig};
+use benchkit::report::{measured_line, note_start_load, write_section};
+use benchkit::stats::{median, Histogram, Latencies};
+use benchkit::*;
 
 const HIST: &str = "dragonfly_supernode_schedule_duration_milliseconds";
 
@@ -40,20 +40,18 @@ async fn run() {
     let files: Vec<(&str, u64, u64)> =
         paths.iter().enumerate().map(|(r, p)| (p.as_str(), 42 + r as u64, size_mib * MIB)).collect();
     let origin = spawn_origin(&files);
-    let server = ChildServer::start().await;
-    let client = common::client();
-    let metrics_url = server.url("/metrics");
+    let server = BinaryServer::start(env!("CARGO_BIN_EXE_supernode"));
     let mut out = Vec::new();
     let mut pieces = 0;
     let mut rss_registered = 0;
     for (r, path) in paths.iter().enumerate() {
         let url = origin.url(path);
-        let data = register(&client, server.control, &url, &format!("127.0.0.1-trigger-{r}"), 19999).await;
+        let data = register(&server, &url, &format!("127.0.0.1-trigger-{r}"), 19999).await;
         let task_id = data["taskId"].as_str().unwrap().to_string();
-        let info = wait_cdn_success(&client, server.control, &task_id, Duration::from_secs(120)).await;
+        let info = testkit::wait_success(&server, &task_id, Duration::from_secs(120)).await;
         pieces = info["pieceTotal"].as_u64().unwrap_or(0);
         let cfg = GenConfig {
-            control: server.control,
+            control: server.control(),
             conns,
             clients,
             url: url.clone(),
@@ -69,13 +67,13 @@ async fn run() {
         if r == 0 {
             rss_registered = server.rss_kib().1;
         }
-        let h0 = Histogram::parse(&fetch_text(&client, &metrics_url).await, HIST);
+        let h0 = Histogram::of(&testkit::metrics(&server).await, HIST);
         let cpu0 = server.cpu_secs();
         let sched = gen::run_scheduler(&cfg).await;
         let cpu_sched = server.cpu_secs() - cpu0;
-        let h1 = Histogram::parse(&fetch_text(&client, &metrics_url).await, HIST);
+        let h1 = Histogram::of(&testkit::metrics(&server).await, HIST);
         let cpu0 = server.cpu_secs();
-        let ping = gen::run_ping(server.control, conns, Some(sched.requests()), None).await;
+        let ping = gen::run_ping(server.control(), conns, Some(sched.requests()), None).await;
         let cpu_ping = server.cpu_secs() - cpu0;
         let (task, pl) = (sched.lat("task"), ping.lat("ping"));
         println!(

@@ -1,35 +1,28 @@
 //! The real binary: configuration precedence and errors, the home dir, and SIGTERM.
+//!
+//! Every server here listens on ports it picked itself (port 0, read back from its log), so no
+//! other process can take a port between choosing it and binding it. Where a test needs a
+//! port that must *not* be used, it holds that port bound itself: a server picking it could
+//! not start.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
-const STARTUP: Duration = Duration::from_secs(10);
+use testkit::ChildServer;
 
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
-}
+/// The control port a server uses when nothing sets one.
+const DEFAULT_PORT: u16 = 8002;
 
 /// The binary with a clean `SUPERNODE_*` environment and loopback-only addresses.
 fn supernode() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_supernode"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SUPERNODE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.args(["--advertise-ip", "127.0.0.1", "--listen-host", "127.0.0.1"]);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    cmd
+    testkit::supernode_command(env!("CARGO_BIN_EXE_supernode"))
 }
 
 /// `GET /_ping` over HTTP/1.0; true on `200` with body `OK`.
-fn ping(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+fn ping(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
         return false;
     };
@@ -46,72 +39,31 @@ fn ping(port: u16) -> bool {
     status_ok && reply.ends_with("\r\n\r\nOK")
 }
 
-/// A running supernode; killed when dropped.
-struct Running {
-    child: Child,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
+/// Starts `cmd` and waits until it listens and answers `/_ping`; the control address.
+fn start_serving(cmd: Command) -> (ChildServer, SocketAddr) {
+    let mut server = ChildServer::spawn(cmd);
+    let (control, _) = server.wait_listening();
+    assert!(ping(control), "no /_ping answer on {control}:\n{}", server.log());
+    (server, control)
 }
 
-impl Running {
-    /// Starts `cmd` (stderr to a file in a temp dir) without waiting for it to listen.
-    fn spawn(mut cmd: Command) -> Running {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let stderr = dir.path().join("stderr.log");
-        cmd.stderr(std::fs::File::create(&stderr).expect("stderr file"));
-        let child = cmd.spawn().expect("spawn supernode");
-        Running { child, stderr, _dir: dir }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Waits until `port` answers `/_ping`; panics (with the log) if it exits or times out.
-    fn wait_ready(&mut self, port: u16) {
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("supernode exited with {status} before answering on {port}:\n{}", self.stderr());
-            }
-            if ping(port) {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("supernode did not answer /_ping on {port} within {STARTUP:?}:\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for the process to exit on its own.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
+/// A port of 127.0.0.1 that stays taken while the listener lives: a server told to use it
+/// cannot start.
+fn held_port() -> TcpListener {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port")
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn port_of(l: &TcpListener) -> u16 {
+    l.local_addr().expect("bound").port()
 }
 
-/// Runs a supernode that is expected to fail at start; returns its status and stderr.
+/// Runs a supernode that is expected to fail at start; returns its status and log.
 fn run_failing(cmd: Command) -> (ExitStatus, String) {
-    let mut r = Running::spawn(cmd);
-    let status = r.wait_exit(STARTUP).unwrap_or_else(|| panic!("supernode did not exit:\n{}", r.stderr()));
-    let stderr = r.stderr();
-    (status, stderr)
+    let mut server = ChildServer::spawn(cmd);
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("supernode did not exit:\n{}", server.log()));
+    (status, server.log())
 }
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {
@@ -125,58 +77,60 @@ fn arg(p: &Path) -> &str {
 }
 
 // ---------------------------------------------------------------------------------------
-// precedence: flags > environment > file > defaults
+// precedence: flags > environment > file > defaults. The source that must win sets port 0
+// (the server picks one and logs it, never the default 8002); every source that must lose
+// names a port the test holds, which the server could not bind.
 // ---------------------------------------------------------------------------------------
 
 #[test]
 fn config_file_sets_the_port() {
     let home = tempfile::tempdir().unwrap();
-    let (a, dl) = (free_port(), free_port());
-    let config = write_config(home.path(), &format!("[server]\nport = {a}\n"));
+    let config = write_config(home.path(), "[server]\nport = 0\n");
     let mut cmd = supernode();
-    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--download-port", &dl.to_string()]);
-    let mut r = Running::spawn(cmd);
-    r.wait_ready(a);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--download-port", "0"]);
+    let (_server, control) = start_serving(cmd);
+    assert_ne!(control.port(), DEFAULT_PORT, "the file's port 0 was not used");
 }
 
 #[test]
 fn env_overrides_config_file() {
     let home = tempfile::tempdir().unwrap();
-    let (a, b, dl) = (free_port(), free_port(), free_port());
+    let file_port = held_port();
+    let a = port_of(&file_port);
     let config = write_config(home.path(), &format!("[server]\nport = {a}\n"));
     let mut cmd = supernode();
-    cmd.env("SUPERNODE_PORT", b.to_string());
-    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--download-port", &dl.to_string()]);
-    let mut r = Running::spawn(cmd);
-    r.wait_ready(b);
-    assert!(!ping(a), "the file's port {a} answers although SUPERNODE_PORT={b}");
+    cmd.env("SUPERNODE_PORT", "0");
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--download-port", "0"]);
+    let (_server, control) = start_serving(cmd);
+    assert_ne!(control.port(), a, "the file's port {a} is used although SUPERNODE_PORT=0");
+    assert_ne!(control.port(), DEFAULT_PORT, "SUPERNODE_PORT=0 was not used");
 }
 
 #[test]
 fn flag_overrides_env_and_config_file() {
     let home = tempfile::tempdir().unwrap();
-    let (a, b, c, dl) = (free_port(), free_port(), free_port(), free_port());
+    let (file_port, env_port) = (held_port(), held_port());
+    let (a, b) = (port_of(&file_port), port_of(&env_port));
     let config = write_config(home.path(), &format!("[server]\nport = {a}\n"));
     let mut cmd = supernode();
     cmd.env("SUPERNODE_PORT", b.to_string());
-    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--download-port", &dl.to_string()]);
-    cmd.args(["--port", &c.to_string()]);
-    let mut r = Running::spawn(cmd);
-    r.wait_ready(c);
-    assert!(!ping(a), "the file's port {a} answers although --port {c}");
-    assert!(!ping(b), "the env port {b} answers although --port {c}");
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--download-port", "0"]);
+    cmd.args(["--port", "0"]);
+    let (_server, control) = start_serving(cmd);
+    assert_ne!(control.port(), a, "the file's port {a} is used although --port 0");
+    assert_ne!(control.port(), b, "the env port {b} is used although --port 0");
+    assert_ne!(control.port(), DEFAULT_PORT, "--port 0 was not used");
 }
 
 #[test]
 fn config_file_via_env() {
     let home = tempfile::tempdir().unwrap();
-    let (a, dl) = (free_port(), free_port());
-    let config = write_config(home.path(), &format!("[server]\nport = {a}\n"));
+    let config = write_config(home.path(), "[server]\nport = 0\n");
     let mut cmd = supernode();
     cmd.env("SUPERNODE_CONFIG", arg(&config));
-    cmd.args(["--home-dir", arg(home.path()), "--download-port", &dl.to_string()]);
-    let mut r = Running::spawn(cmd);
-    r.wait_ready(a);
+    cmd.args(["--home-dir", arg(home.path()), "--download-port", "0"]);
+    let (_server, control) = start_serving(cmd);
+    assert_ne!(control.port(), DEFAULT_PORT, "the port 0 of SUPERNODE_CONFIG's file was not used");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -188,7 +142,7 @@ fn missing_config_file_is_an_error() {
     let home = tempfile::tempdir().unwrap();
     let missing = home.path().join("does-not-exist.toml");
     let mut cmd = supernode();
-    cmd.args(["--config", arg(&missing), "--home-dir", arg(home.path()), "--port", &free_port().to_string()]);
+    cmd.args(["--config", arg(&missing), "--home-dir", arg(home.path()), "--port", "0"]);
     let (status, stderr) = run_failing(cmd);
     assert!(!status.success() && status.code().is_some(), "status {status}, stderr:\n{stderr}");
     assert!(stderr.contains(arg(&missing)), "stderr does not name {}:\n{stderr}", missing.display());
@@ -211,7 +165,7 @@ fn unknown_key_in_config_is_an_error() {
     let home = tempfile::tempdir().unwrap();
     let config = write_config(home.path(), "[server]\nprot = 8002\n");
     let mut cmd = supernode();
-    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--port", &free_port().to_string()]);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--port", "0"]);
     let (status, stderr) = run_failing(cmd);
     assert!(!status.success() && status.code().is_some(), "status {status}, stderr:\n{stderr}");
     assert!(stderr.contains("prot"), "stderr does not name the unknown key:\n{stderr}");
@@ -223,7 +177,7 @@ fn unknown_section_in_config_is_an_error() {
     let home = tempfile::tempdir().unwrap();
     let config = write_config(home.path(), "[sever]\nport = 8002\n");
     let mut cmd = supernode();
-    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--port", &free_port().to_string()]);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--port", "0"]);
     let (status, stderr) = run_failing(cmd);
     assert!(!status.success() && status.code().is_some(), "status {status}, stderr:\n{stderr}");
     assert!(stderr.contains("sever"), "stderr does not name the unknown section:\n{stderr}");
@@ -234,7 +188,7 @@ fn malformed_toml_is_an_error() {
     let home = tempfile::tempdir().unwrap();
     let config = write_config(home.path(), "[server\nport = \n");
     let mut cmd = supernode();
-    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--port", &free_port().to_string()]);
+    cmd.args(["--config", arg(&config), "--home-dir", arg(home.path()), "--port", "0"]);
     let (status, stderr) = run_failing(cmd);
     assert!(!status.success() && status.code().is_some(), "status {status}, stderr:\n{stderr}");
     assert!(stderr.contains(arg(&config)), "stderr does not name {}:\n{stderr}", config.display());
@@ -246,12 +200,10 @@ fn shipped_config_starts() {
     let home = tempfile::tempdir().unwrap();
     let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).expect("config.toml");
     let config = write_config(home.path(), &shipped);
-    let (port, dl) = (free_port(), free_port());
     let mut cmd = supernode();
     cmd.args(["--config", arg(&config), "--home-dir", arg(home.path())]);
-    cmd.args(["--port", &port.to_string(), "--download-port", &dl.to_string()]);
-    let mut r = Running::spawn(cmd);
-    r.wait_ready(port);
+    cmd.args(["--port", "0", "--download-port", "0"]);
+    start_serving(cmd);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -263,26 +215,23 @@ fn home_dir_is_created() {
     let base = tempfile::tempdir().unwrap();
     let home = base.path().join("a").join("b").join("home");
     assert!(!home.exists());
-    let (port, dl) = (free_port(), free_port());
     let mut cmd = supernode();
-    cmd.args(["--home-dir", arg(&home), "--port", &port.to_string(), "--download-port", &dl.to_string()]);
-    let mut r = Running::spawn(cmd);
-    r.wait_ready(port);
+    cmd.args(["--home-dir", arg(&home), "--port", "0", "--download-port", "0"]);
+    start_serving(cmd);
     assert!(home.is_dir(), "{} was not created", home.display());
 }
 
 #[test]
 fn sigterm_exits_cleanly() {
     let home = tempfile::tempdir().unwrap();
-    let (port, dl) = (free_port(), free_port());
     let mut cmd = supernode();
-    cmd.args(["--home-dir", arg(home.path()), "--port", &port.to_string(), "--download-port", &dl.to_string()]);
-    let mut r = Running::spawn(cmd);
-    r.wait_ready(port);
-    let sent = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().expect("run kill");
+    cmd.args(["--home-dir", arg(home.path()), "--port", "0", "--download-port", "0"]);
+    let (mut server, control) = start_serving(cmd);
+    let sent = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().expect("run kill");
     assert!(sent.success(), "kill -TERM failed");
-    let status =
-        r.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| panic!("no exit within 5 s of SIGTERM:\n{}", r.stderr()));
-    assert_eq!(status.code(), Some(0), "exit status {status} after SIGTERM:\n{}", r.stderr());
-    assert!(!ping(port), "still answering after exit");
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no exit within 5 s of SIGTERM:\n{}", server.log()));
+    assert_eq!(status.code(), Some(0), "exit status {status} after SIGTERM:\n{}", server.log());
+    assert!(!ping(control), "still answering after exit");
 }

@@ -1,8 +1,6 @@
-//! The published OpenAPI document (`src/http/openapi.json`, issue 7 item 1): it parses, it
-//! lists exactly the routes the server has, its references resolve, the optional bearer token
-//! is declared on exactly the guarded operations, and the server serves it.
-
-mod common;
+//! The published OpenAPI document (`src/http/openapi.json`): it parses, it lists exactly the
+//! routes the server has, its references resolve, the optional bearer token is declared on
+//! exactly the guarded operations, and the server serves it.
 
 use std::collections::BTreeSet;
 
@@ -43,10 +41,7 @@ fn openapi_template(path: &str) -> String {
 
 /// (METHOD, path) of every route the server registers.
 fn server_routes() -> BTreeSet<(String, String)> {
-    supernode::http::route_table()
-        .into_iter()
-        .map(|(method, path)| (method.as_str().to_ascii_uppercase(), openapi_template(&path)))
-        .collect()
+    testkit::control_routes().into_iter().map(|(method, path)| (method, openapi_template(&path))).collect()
 }
 
 /// (METHOD, path) of every operation in the document.
@@ -235,8 +230,8 @@ fn every_operation_documents_a_success() {
 
 #[actix_rt::test]
 async fn served_document_matches() {
-    let server = common::start().await;
-    let mut res = common::client().get(server.url(OPENAPI_ROUTE.1)).send().await.expect("request sent");
+    let server = testkit::start().await;
+    let mut res = testkit::client().get(server.url(OPENAPI_ROUTE.1)).send().await.expect("request sent");
     assert_eq!(res.status().as_u16(), 200, "GET {}", OPENAPI_ROUTE.1);
     let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     assert_eq!(content_type, "application/json", "GET {}", OPENAPI_ROUTE.1);
@@ -244,7 +239,7 @@ async fn served_document_matches() {
     let served: Value = serde_json::from_slice(&body).expect("served document is JSON");
     assert_eq!(served, document(), "GET {} differs from src/http/openapi.json", OPENAPI_ROUTE.1);
     // The version prefix reaches the same route.
-    let (status, versioned) = common::call(common::client().get(server.url("/v1.24/api/v1/openapi.json")), None).await;
+    let (status, versioned) = testkit::get(&server, "/v1.24/api/v1/openapi.json").await;
     assert_eq!(status, 200);
-    assert_eq!(common::json(&versioned), document());
+    assert_eq!(testkit::json(&versioned), document());
 }

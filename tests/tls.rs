@@ -1,15 +1,14 @@
-//! HTTPS sources (issue 3): system roots by default, and a registration's `insecure` and
-//! `rootCAs` honoured per task, against an in-process HTTPS origin with a self-signed certificate.
-
-mod common;
+//! HTTPS sources: the system roots by default, and a registration's `insecure` and `rootCAs`
+//! honoured per task, against an in-process HTTPS origin with a self-signed certificate.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use base64::Engine;
 use md5::Digest;
 use serde_json::{json, Value};
+use testkit::TestServer;
 
 const BODY: &[u8] = b"served over TLS by a self-signed origin\n";
 
@@ -40,36 +39,21 @@ fn start_tls_origin() -> TlsOrigin {
     TlsOrigin { port, cert_pem }
 }
 
-async fn register(s: &common::TestServer, url: &str, cid: &str, extra: Value) -> Value {
-    let mut body = json!({
-        "superNodeIp": "127.0.0.1", "rawUrl": url, "taskUrl": url, "cid": cid, "ip": "127.0.0.1",
-        "hostName": "tls-test", "port": 20001, "path": format!("/peer/file/{cid}"), "version": "1.0.6",
-    });
+/// dfget's registration of `url` with the keys of `extra` added: the reply (HTTP 200).
+async fn register(s: &TestServer, url: &str, cid: &str, extra: Value) -> Value {
+    let mut body = testkit::dfget_body(url, cid);
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
-    let (status, text) = common::call(common::client().post(s.url("/peer/registry")), Some(&body.to_string())).await;
-    assert_eq!(status, 200, "{text}");
-    common::json(&text)
-}
-
-async fn wait_status(s: &common::TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, text) = common::call(common::client().get(s.url(&format!("/api/v1/tasks/{id}"))), None).await;
-        let info = common::json(&text);
-        if matches!(info["cdnStatus"].as_str(), Some("SUCCESS" | "FAILED" | "SOURCE_ERROR")) {
-            return info;
-        }
-        assert!(Instant::now() < deadline, "task {id} still {info}");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (status, reply) = testkit::post_registration(s, &body).await;
+    assert_eq!(status, 200, "{reply}");
+    reply
 }
 
 #[actix_web::test]
 async fn self_signed_source_needs_insecure_or_its_ca() {
     let origin = start_tls_origin();
-    let s = common::start().await;
+    let s = testkit::start().await;
     // Different identifiers make three tasks of the same URL, each with its own TLS options.
     let url = format!("https://localhost:{}/tls.bin", origin.port);
 
@@ -79,26 +63,28 @@ async fn self_signed_source_needs_insecure_or_its_ca() {
 
     let insecure = register(&s, &url, "127.0.0.1-1-2.000", json!({"identifier": "insecure", "insecure": true})).await;
     assert_eq!(insecure["code"], 200, "{insecure}");
-    let info = wait_status(&s, insecure["data"]["taskId"].as_str().unwrap_or_default()).await;
+    let info =
+        testkit::wait_done(&s, insecure["data"]["taskId"].as_str().unwrap_or_default(), Duration::from_secs(20)).await;
     assert_eq!(info["cdnStatus"], "SUCCESS", "{info}");
     assert_eq!(info["httpFileLength"], BODY.len());
 
     let ca = base64::engine::general_purpose::STANDARD.encode(origin.cert_pem.as_bytes());
     let trusted = register(&s, &url, "127.0.0.1-1-3.000", json!({"identifier": "with-ca", "rootCAs": [ca]})).await;
     assert_eq!(trusted["code"], 200, "{trusted}");
-    let info = wait_status(&s, trusted["data"]["taskId"].as_str().unwrap_or_default()).await;
+    let info =
+        testkit::wait_done(&s, trusted["data"]["taskId"].as_str().unwrap_or_default(), Duration::from_secs(20)).await;
     assert_eq!(info["cdnStatus"], "SUCCESS", "{info}");
     assert_eq!(info["realMd5"], format!("{:x}", md5::Md5::digest(BODY)));
 }
 
 #[actix_web::test]
 async fn root_cas_that_are_not_certificates_are_refused() {
-    let s = common::start().await;
+    let s = testkit::start().await;
     let body = json!({
         "rawUrl": "https://localhost:1/x", "cid": "c", "ip": "127.0.0.1", "port": 20001, "path": "/peer/file/x",
         "rootCAs": ["not base64!"],
     });
-    let (status, text) = common::call(common::client().post(s.url("/peer/registry")), Some(&body.to_string())).await;
+    let (status, text) = testkit::call(testkit::client().post(s.url("/peer/registry")), Some(&body.to_string())).await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("rootCAs"), "{text}");
 }

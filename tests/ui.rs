@@ -1,4 +1,4 @@
-//! Issue 6: the ops page (`GET /ui`) in headless Chromium from Debian (package `chromium`).
+//! The ops page (`GET /ui`) in headless Chromium from Debian (package `chromium`).
 //!
 //! The page is loaded against a running server with one cached task: the task's row must
 //! appear with its ID prefix and status; the pause button must pause the task through the
@@ -7,16 +7,14 @@
 //!
 //! Chromium missing → the test fails with instructions, unless SUPERNODE_SKIP_BROWSER_TESTS=1.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::origin::Origin;
-use common::TestServer;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{json, Value};
+use testkit::origin::Origin;
+use testkit::{get_json, TestServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const FLAGS: [&str; 7] = [
@@ -170,23 +168,18 @@ async fn open_devtools(
     // keep draining stderr so chromium never blocks on a full pipe
     actix_web::rt::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-    let start = Instant::now();
-    let ws_url = loop {
-        let list = common::client().get(format!("http://{devtools}/json/list")).send().await;
-        if let Ok(mut res) = list {
-            if let Ok(body) = res.body().await {
-                let targets: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let page = targets.as_array().and_then(|a| {
-                    a.iter().find(|t| t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(url)))
-                });
-                if let Some(ws) = page.and_then(|p| p["webSocketDebuggerUrl"].as_str()) {
-                    break ws.to_string();
-                }
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "no DevTools page target for {url} at {devtools}");
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    };
+    let ws_url = testkit::poll_until(Duration::from_secs(30), &format!("a DevTools page target for {url}"), || async {
+        let list = testkit::client().get(format!("http://{devtools}/json/list")).send().await;
+        let mut res = list.map_err(|e| e.to_string())?;
+        let body = res.body().await.map_err(|e| e.to_string())?;
+        let targets: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let page = targets.as_array().and_then(|a| {
+            a.iter().find(|t| t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(url)))
+        });
+        let ws = page.and_then(|p| p["webSocketDebuggerUrl"].as_str());
+        ws.map(str::to_string).ok_or_else(|| targets.to_string())
+    })
+    .await;
     let (_res, conn) = awc::Client::new()
         .ws(ws_url.as_str())
         .max_frame_size(64 << 20)
@@ -260,36 +253,17 @@ where
     }
 }
 
-async fn get_json(s: &TestServer, path: &str) -> (u16, Value) {
-    let (status, text) = common::call(common::client().get(s.url(path)), None).await;
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, v)
-}
-
 /// A server with one cached task (a small file registered as dfget would); the task ID.
 async fn server_with_task(origin: &Origin) -> (TestServer, String, String) {
-    let s = common::start().await;
+    let s = testkit::start().await;
     let bytes: Vec<u8> = (0..48 * 1024).map(|i| (i % 251) as u8).collect();
     origin.add("/ui-file.bin", bytes);
     let url = origin.url("/ui-file.bin");
-    let body = json!({
-        "superNodeIp": "127.0.0.1", "rawUrl": url, "taskUrl": url, "cid": "ui-client-1",
-        "ip": "127.0.0.1", "hostName": "ui-host", "port": 20001,
-        "path": "/peer/file/ui-file.bin-1", "version": "1.0.6", "pattern": "p2p",
-    });
-    let (status, text) = common::call(common::client().post(s.url("/peer/registry")), Some(&body.to_string())).await;
-    let v = common::json(&text);
-    assert_eq!((status, v["code"].as_i64()), (200, Some(200)), "{v}");
-    let id = v["data"]["taskId"].as_str().unwrap().to_string();
-    let start = Instant::now();
-    loop {
-        let (_, t) = get_json(&s, &format!("/api/v1/tasks/{id}")).await;
-        if t["cdnStatus"] == "SUCCESS" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "task not cached: {t}");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut body = testkit::dfget_body(&url, "ui-client-1");
+    body["hostName"] = json!("ui-host");
+    let data = testkit::register(&s, &body).await;
+    let id = data["taskId"].as_str().unwrap().to_string();
+    testkit::wait_success(&s, &id, Duration::from_secs(20)).await;
     (s, id, url)
 }
 
@@ -309,7 +283,7 @@ async fn ops_page_lists_the_task_and_pauses_it_in_headless_chromium() {
     let page = s.url("/ui");
 
     // `/` leads to the page (awc follows the redirect)
-    let (status, body) = common::call(common::client().get(s.url("/")), None).await;
+    let (status, body) = testkit::get(&s, "/").await;
     assert_eq!(status, 200);
     assert!(body.contains("id=\"tasks\""), "`/` is not the ops page: {body}");
 
@@ -332,16 +306,10 @@ async fn ops_page_lists_the_task_and_pauses_it_in_headless_chromium() {
     cdp.wait_for(&status_expr, &json!("SUCCESS")).await;
     assert_eq!(cdp.eval(&button_expr).await, json!("Pause"));
     cdp.eval(&format!("document.querySelector('#tasks tr[data-id=\"{id}\"] button.pause').click(); true")).await;
-    let start = Instant::now();
-    loop {
-        let (status, t) = get_json(&s, &format!("/api/v1/tasks/{id}")).await;
-        assert_eq!(status, 200);
-        if t["paused"] == true {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "the pause button did not pause the task: {t}");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::eventually(Duration::from_secs(10), "the pause button pauses the task", || async {
+        testkit::task_info(&s, &id).await["paused"] == true
+    })
+    .await;
     cdp.wait_for(&status_expr, &json!("PAUSED")).await;
     assert_eq!(cdp.eval(&button_expr).await, json!("Resume"));
 

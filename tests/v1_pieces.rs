@@ -1,24 +1,23 @@
-//! The v1 piece API the original never implemented (issue 4 item 4): pulling piece tasks,
+//! The v1 piece API the Go supernode only declared in its swagger: pulling piece tasks,
 //! updating pieces, declaring a peer complete, and reporting piece errors by peer ID.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::origin::Origin;
 use serde_json::{json, Value};
+use testkit::origin::Origin;
+use testkit::TestServer;
 
 const LEN: u64 = 5 * 1024 * 1024; // two pieces of 4 MiB
 
 async fn send(req: awc::ClientRequest, body: Option<Value>) -> (u16, Value) {
-    let (status, text) = common::call(req, body.map(|b| b.to_string()).as_deref()).await;
-    let value = if text.trim().is_empty() { Value::Null } else { common::json(&text) };
+    let (status, text) = testkit::call(req, body.map(|b| b.to_string()).as_deref()).await;
+    let value = if text.trim().is_empty() { Value::Null } else { testkit::json(&text) };
     (status, value)
 }
 
 /// A peer registered through the API, with one download (`cid`) of the task at `url`.
-async fn peer_with_client(s: &common::TestServer, host: &str, port: u16, cid: &str, url: &str) -> (String, String) {
-    let c = common::client();
+async fn peer_with_client(s: &TestServer, host: &str, port: u16, cid: &str, url: &str) -> (String, String) {
+    let c = testkit::client();
     let (status, peer) =
         send(c.post(s.url("/api/v1/peers")), Some(json!({"IP": "127.0.0.1", "hostName": host, "port": port}))).await;
     assert_eq!(status, 201, "{peer}");
@@ -29,25 +28,13 @@ async fn peer_with_client(s: &common::TestServer, host: &str, port: u16, cid: &s
     (peer_id, task["ID"].as_str().unwrap_or_default().to_string())
 }
 
-async fn wait_success(s: &common::TestServer, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, info) = send(common::client().get(s.url(&format!("/api/v1/tasks/{id}"))), None).await;
-        if info["cdnStatus"] == "SUCCESS" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{info}");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn pull(s: &common::TestServer, id: &str, cid: &str, num: usize, body: Value) -> (u16, Value) {
+async fn pull(s: &TestServer, id: &str, cid: &str, num: usize, body: Value) -> (u16, Value) {
     let url = s.url(&format!("/api/v1/tasks/{id}/pieces?clientID={cid}&num={num}"));
-    send(common::client().get(url), Some(body)).await
+    send(testkit::client().get(url), Some(body)).await
 }
 
-async fn update(s: &common::TestServer, id: &str, range: &str, body: Value) -> (u16, Value) {
-    send(common::client().put(s.url(&format!("/api/v1/tasks/{id}/pieces/{range}"))), Some(body)).await
+async fn update(s: &TestServer, id: &str, range: &str, body: Value) -> (u16, Value) {
+    send(testkit::client().put(s.url(&format!("/api/v1/tasks/{id}/pieces/{range}"))), Some(body)).await
 }
 
 fn pieces(v: &Value) -> Vec<Value> {
@@ -59,9 +46,9 @@ async fn pull_update_complete_and_report_by_peer_id() {
     let origin = Origin::start().await;
     origin.add_generated("/two.bin", 7, LEN);
     let url = origin.url("/two.bin");
-    let s = common::start().await;
+    let s = testkit::start().await;
     let (peer_a, id) = peer_with_client(&s, "host-a", 20001, "cid-a", &url).await;
-    wait_success(&s, &id).await;
+    testkit::wait_success(&s, &id, Duration::from_secs(20)).await;
 
     // A fresh client gets CDN pieces: pID is the supernode's peer, the path its download path.
     let (status, list) = pull(&s, &id, "cid-a", 2, json!({})).await;
@@ -108,7 +95,7 @@ async fn pull_update_complete_and_report_by_peer_id() {
 
     // B declared complete: it holds every piece and nothing more is handed out to it.
     let (status, info) =
-        send(common::client().put(s.url(&format!("/api/v1/tasks/{id}"))), Some(json!({"peerID": peer_b}))).await;
+        send(testkit::client().put(s.url(&format!("/api/v1/tasks/{id}"))), Some(json!({"peerID": peer_b}))).await;
     assert_eq!(status, 200, "{info}");
     assert_eq!(info["ID"], id.as_str());
     let (status, list) = pull(&s, &id, "cid-b", 4, json!({})).await;
@@ -117,7 +104,7 @@ async fn pull_update_complete_and_report_by_peer_id() {
     // A MD5 error about A (by peer ID) stops A being a source of that piece.
     let err = json!({"srcCid": "cid-b", "dstPid": peer_a, "errorType": "FILE_MD5_NOT_MATCH"});
     let path = format!("/api/v1/tasks/{id}/pieces/0-4194303/error");
-    let (status, body) = send(common::client().post(s.url(&path)), Some(err.clone())).await;
+    let (status, body) = send(testkit::client().post(s.url(&path)), Some(err.clone())).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -125,11 +112,11 @@ async fn pull_update_complete_and_report_by_peer_id() {
 async fn v1_piece_api_refuses_bad_input() {
     let origin = Origin::start().await;
     origin.add_generated("/one.bin", 3, 1000);
-    let s = common::start().await;
+    let s = testkit::start().await;
     let (peer_a, id) = peer_with_client(&s, "host-a", 20001, "cid-a", &origin.url("/one.bin")).await;
-    wait_success(&s, &id).await;
+    testkit::wait_success(&s, &id, Duration::from_secs(20)).await;
     let unknown = "a".repeat(64);
-    let c = common::client();
+    let c = testkit::client();
 
     assert_eq!(send(c.get(s.url(&format!("/api/v1/tasks/{id}/pieces"))), None).await.0, 400, "clientID required");
     assert_eq!(pull(&s, &id, "cid-a", 0, json!({})).await.0, 400, "num out of range");
@@ -171,10 +158,10 @@ async fn v1_piece_api_refuses_bad_input() {
 async fn ranges_that_are_not_pieces_of_the_task() {
     let origin = Origin::start().await;
     origin.add_generated("/two.bin", 5, LEN);
-    let s = common::start().await;
+    let s = testkit::start().await;
     let (peer_a, id) = peer_with_client(&s, "host-a", 20001, "cid-a", &origin.url("/two.bin")).await;
-    wait_success(&s, &id).await;
-    let c = common::client();
+    testkit::wait_success(&s, &id, Duration::from_secs(20)).await;
+    let c = testkit::client();
 
     for range in ["40704138952-40704138952", "58-40704138952", "8388608-12582911", "4194304-4194304", "1-1"] {
         for status in ["SEMISUC", "FAILED", "SUCCESS"] {
@@ -183,9 +170,9 @@ async fn ranges_that_are_not_pieces_of_the_task() {
             assert!(body["message"].as_str().unwrap_or_default().contains(range), "{body}");
         }
         let poll = format!("/peer/task?srcCid=cid-a&dstCid=&range={range}&result=503&status=701&taskId={id}");
-        let (code, text) = common::call(c.get(s.url(&poll)), None).await;
+        let (code, text) = testkit::get(&s, &poll).await;
         assert_eq!(code, 200, "{text}");
-        let code = &common::json(&text)["code"];
+        let code = &testkit::json(&text)["code"];
         assert!(code == 601 || code == 602, "a bad report does not stop scheduling: {text}");
     }
 
@@ -214,8 +201,8 @@ async fn ranges_that_are_not_pieces_of_the_task() {
 async fn source_failures_are_client_errors() {
     let origin = Origin::start().await;
     origin.add_generated("/real.bin", 9, 3000);
-    let s = common::start().await;
-    let c = common::client();
+    let s = testkit::start().await;
+    let c = testkit::client();
 
     let (code, body) = send(c.post(s.url("/api/v1/tasks")), Some(json!({"rawURL": origin.url("/missing.bin")}))).await;
     assert_eq!(code, 422, "{body}");
@@ -231,15 +218,8 @@ async fn source_failures_are_client_errors() {
     let (code, task) = send(c.post(s.url("/api/v1/tasks")), Some(create)).await;
     assert_eq!(code, 201, "{task}");
     let id = task["ID"].as_str().unwrap_or_default().to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, info) = send(c.get(s.url(&format!("/api/v1/tasks/{id}"))), None).await;
-        if info["cdnStatus"] == "FAILED" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the md5 mismatch fails the run: {info}");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    let info = testkit::wait_done(&s, &id, Duration::from_secs(20)).await;
+    assert_eq!(info["cdnStatus"], "FAILED", "the md5 mismatch fails the run: {info}");
     let (code, body) = pull(&s, &id, "cid-m", 2, json!({})).await;
     assert_eq!(code, 409, "{body}");
     assert!(!body["message"].as_str().unwrap_or_default().is_empty(), "{body}");

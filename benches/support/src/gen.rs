@@ -1,6 +1,6 @@
 //! A closed-loop load generator for the control port: `conns` requests in flight over
 //! keep-alive connections (one awc client, so one connection per in-flight request), driving
-//! simulated dfget clients through the piece loop the way dfget 1.0.6 does (PROTOCOL.md §3.2):
+//! simulated dfget clients through the piece loop the way dfget 1.0.6 polls `/peer/task`:
 //!
 //! * `GET /peer/task?…&status=700&result=502` first;
 //! * for every piece handed out (601): the piece is "downloaded" at once (no bytes move), then
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actix_web::web::Bytes;
 use serde_json::Value;
 
-use super::Latencies;
+use crate::stats::Latencies;
 
 #[derive(Clone)]
 pub struct GenConfig {
@@ -121,21 +121,13 @@ fn cid(cfg: &GenConfig, slot: usize, run: u64) -> String {
     format!("127.0.0.1-{}-{slot}-{run}", cfg.tag)
 }
 
-/// dfget's registration body (§3.1) for one simulated client.
-pub fn registry_body(cfg: &GenConfig, slot: usize, cid: &str) -> String {
-    serde_json::json!({
-        "superNodeIp": "127.0.0.1",
-        "rawUrl": cfg.url,
-        "taskUrl": cfg.url,
-        "cid": cid,
-        "ip": "127.0.0.1",
-        "hostName": format!("bench-host-{slot}"),
-        "port": cfg.port_base as usize + slot,
-        "path": format!("/peer/file/bench-{cid}"),
-        "version": "1.0.6",
-        "pattern": "p2p",
-    })
-    .to_string()
+/// dfget's registration body for one simulated client: its own host and uploader port.
+fn registry_body(cfg: &GenConfig, slot: usize, cid: &str) -> String {
+    let mut body = testkit::dfget_body(&cfg.url, cid);
+    body["hostName"] = format!("bench-host-{slot}").into();
+    body["port"] = (cfg.port_base as usize + slot).into();
+    body["path"] = format!("/peer/file/bench-{cid}").into();
+    body.to_string()
 }
 
 pub fn client(conns: usize) -> awc::Client {

@@ -1,0 +1,42 @@
+//! Fixtures shared by the supernode's integration tests (`tests/`) and benchmarks
+//! (`benches/`), kept once so that every test talks to a server, an origin or a registry
+//! the same way:
+//!
+//! * the server: in-process on ephemeral ports with a temporary home ([`start`],
+//!   [`TestServer`]), or the built binary as a child process ([`ChildServer`]) that reports
+//!   the ports it bound;
+//! * the control API as dfget and operators use it ([`get_json`], [`register`],
+//!   [`wait_success`], [`metrics`], …) and waiting on conditions instead of sleeping
+//!   ([`eventually`]);
+//! * sources: the in-process [`origin`] and a real Docker [`registry`];
+//! * simulated dfget peers ([`swarm`]) and the IDs the protocol derives ([`protocol`]).
+//!
+//! The server's Rust API is used in `server.rs` only, the actors crate in [`protocol`] only:
+//! when either changes, the fixtures follow it in one place and the tests stay as they are.
+
+mod child;
+mod dfget;
+mod http;
+mod loopback;
+mod metrics;
+mod process;
+mod server;
+mod wait;
+
+pub mod origin;
+pub mod protocol;
+pub mod registry;
+pub mod swarm;
+
+pub use child::{supernode_command, ChildServer};
+pub use dfget::{
+    cache_dir, data_path, dfget_body, download, first_poll, post_registration, register, task_info, wait_done,
+    wait_success,
+};
+pub use http::{call, client, delete, get, get_json, json, post_json, Control};
+pub use loopback::ClosedPort;
+pub use metrics::{metrics, Metrics, Sample};
+pub use server::{
+    config_with, control_routes, start, start_on_manual_clock, start_with, Config, GcReport, ManualClock, RunGc, TestServer,
+};
+pub use wait::{eventually, poll_until};
