@@ -7,12 +7,14 @@
 //! * `cache_reuse`: one source fetch per task however many register, a restart serving the
 //!   cache without the source, revalidation with conditional GETs, and the CDN metrics;
 //! * `failures`: an md5 mismatch and a body cut off fail the task, and it is fetched again
-//!   from scratch.
+//!   from scratch;
+//! * `undo`: a registration refused at a later step leaves no peer or task it created.
 
 mod cache_file;
 mod cache_reuse;
 mod failures;
 mod registration;
+mod undo;
 mod verify;
 
 use std::collections::BTreeSet;

@@ -1,24 +1,23 @@
 //! Disk GC: over the cache quota the least recently used file is evicted (and its task
-//! forgotten), but never a file that is being read.
+//! forgotten), but never a file that is being read. "Recently" is the server's manual clock.
 
 use std::time::Duration;
 
 use serde_json::json;
 use testkit::origin::{salted_bytes, Origin};
-use testkit::{data_path, eventually, get_json, wait_success};
+use testkit::{data_path, eventually, get_json, wait_success, RunGc};
 
-use crate::{create_task, fast_gc, gauge, register, sleep, task_status, task_summary, wait_gc_runs, Dfget, KIB, MIB};
+use crate::{create_task, gauge, gc_config, register, start, task_status, task_summary, Dfget, KIB, MIB};
+
+const SECOND: Duration = Duration::from_secs(1);
 
 #[actix_web::test]
 async fn lru_eviction_removes_the_least_recently_used_file() {
     let len = 200 * KIB;
     let wrapped = (len + 5) as u64; // one piece: the payload, a 4-byte header and a 1-byte trailer
-    let mut config = fast_gc();
-    config.gc.recent_window = Duration::ZERO;
-    config.gc.task_expire_time = Duration::from_secs(60);
-    config.gc.peer_expire_time = Duration::from_secs(60);
+    let mut config = gc_config();
     config.cdn.cache_quota_bytes = 2 * wrapped + wrapped / 2;
-    let s = testkit::start_with(config).await;
+    let (s, clock) = start(config).await;
     let origin = Origin::start().await;
     for (name, salt) in [("a", 10u8), ("b", 11), ("c", 12)] {
         origin.add(&format!("/{name}.bin"), salted_bytes(len, salt));
@@ -26,10 +25,10 @@ async fn lru_eviction_removes_the_least_recently_used_file() {
 
     let a = create_task(&s, &origin.url("/a.bin")).await;
     wait_success(&s, &a, Duration::from_secs(20)).await;
-    sleep(Duration::from_millis(50)).await;
+    clock.advance(SECOND);
     let b = create_task(&s, &origin.url("/b.bin")).await;
     wait_success(&s, &b, Duration::from_secs(20)).await;
-    sleep(Duration::from_millis(50)).await;
+    clock.advance(SECOND);
 
     // A is used again: B is now the least recently used
     let mut res = testkit::client()
@@ -40,8 +39,8 @@ async fn lru_eviction_removes_the_least_recently_used_file() {
         .expect("piece of A");
     assert_eq!(res.status().as_u16(), 206);
     assert_eq!(res.body().await.expect("body").len(), 1024);
-    sleep(Duration::from_millis(50)).await;
-    wait_gc_runs(&s, "disk", 2).await;
+    clock.advance(SECOND);
+    assert_eq!(s.run_gc(RunGc::Disk).await.files, 0, "under the quota nothing goes");
     let home = s.home_path();
     for id in [&a, &b] {
         assert!(data_path(&home, id).exists(), "under the quota nothing goes");
@@ -49,8 +48,9 @@ async fn lru_eviction_removes_the_least_recently_used_file() {
 
     let c = create_task(&s, &origin.url("/c.bin")).await;
     wait_success(&s, &c, Duration::from_secs(20)).await;
-    eventually(Duration::from_secs(10), "B evicted", || async { !data_path(&home, &b).exists() }).await;
-    wait_gc_runs(&s, "disk", 2).await;
+    assert_eq!(s.run_gc(RunGc::Disk).await.files, 1, "over the quota: one file goes");
+    assert_eq!(s.run_gc(RunGc::Disk).await.files, 0, "and then the cache is under it again");
+    assert!(!data_path(&home, &b).exists(), "B was the least recently used");
     assert!(data_path(&home, &a).exists(), "A was used recently");
     assert!(data_path(&home, &c).exists(), "C is the newest");
     assert!(!data_path(&home, &b).exists());
@@ -72,14 +72,13 @@ async fn a_file_being_served_is_never_evicted() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let len = 32 * MIB;
-    let mut config = fast_gc();
-    config.gc.recent_window = Duration::ZERO;
-    config.gc.peer_gc_delay = Duration::from_millis(300);
-    config.gc.peer_expire_time = Duration::from_secs(60);
-    config.gc.task_expire_time = Duration::from_secs(60);
+    let mut config = gc_config();
     // the big file fits the quota alone; with a second, small file the cache is over it
     config.cdn.cache_quota_bytes = len + MIB;
-    let s = testkit::start_with(config).await;
+    // the tasks stay known while the test waits out the service-down client's delay
+    config.gc.task_expire_time = Duration::from_secs(3600);
+    let peer_gc_delay = config.gc.peer_gc_delay;
+    let (s, clock) = start(config).await;
     let origin = Origin::start().await;
     origin.add_generated("/big.bin", 77, len);
     origin.add("/small.bin", salted_bytes(2 * MIB as usize, 7));
@@ -126,11 +125,12 @@ async fn a_file_being_served_is_never_evicted() {
     let path = format!("/peer/service/down?taskId={id}&cid={}", c.cid);
     let (_, v) = get_json(&s, &path).await;
     assert_eq!(v["code"], 612, "{v}");
-    eventually(Duration::from_secs(5), "client collected", || async {
-        task_summary(&s, &id).await.map(|t| t["clients"].clone()) == Some(json!(0))
-    })
-    .await;
-    wait_gc_runs(&s, "disk", 3).await;
+    clock.advance(peer_gc_delay);
+    assert_eq!(s.run_gc(RunGc::Meta).await.clients, 1, "the service-down client is collected");
+    assert_eq!(task_summary(&s, &id).await.map(|t| t["clients"].clone()), Some(json!(0)));
+    for _ in 0..3 {
+        assert_eq!(s.run_gc(RunGc::Disk).await.files, 0, "a file being read was evicted");
+    }
     assert!(data.exists(), "a file being read was evicted (read {body_read} of {file_length} bytes)");
     assert!(body_read < file_length, "the read was not slow enough");
     assert_eq!(gauge(&s, "dragonfly_supernode_gc_disks_total", &[]).await, 0.0);
@@ -145,16 +145,15 @@ async fn a_file_being_served_is_never_evicted() {
     assert_eq!(body_read, file_length, "whole file served");
     drop(stream);
 
-    // no longer read, over the quota → evicted
-    eventually(Duration::from_secs(10), "file evicted once nobody reads it", || async { !data.exists() }).await;
-    // (the counter moves right after the files are unlinked)
-    eventually(Duration::from_secs(5), "eviction counted", || async {
-        gauge(&s, "dragonfly_supernode_gc_disks_total", &[]).await == 1.0
+    // no longer read (the reader's end reaches the CDN as a message), over the quota → evicted
+    eventually(Duration::from_secs(10), "file evicted once nobody reads it", || async {
+        s.run_gc(RunGc::Disk).await.files == 1
     })
     .await;
+    assert!(!data.exists());
+    assert_eq!(gauge(&s, "dragonfly_supernode_gc_disks_total", &[]).await, 1.0);
     eventually(Duration::from_secs(5), "evicted task forgotten", || async { task_status(&s, &id).await.0 == 404 })
         .await;
-    wait_gc_runs(&s, "disk", 2).await;
+    assert_eq!(s.run_gc(RunGc::Disk).await.files, 0);
     assert!(data_path(&s.home_path(), &small).exists(), "a file whose client is still registered stays");
-    assert_eq!(gauge(&s, "dragonfly_supernode_gc_disks_total", &[]).await, 1.0);
 }

@@ -1,21 +1,25 @@
 //! Peer and task GC: a peer nothing was heard from for `peer_expire_time` goes (with its
 //! clients), one whose clients poll or heart-beat stays; an idle task is forgotten but its
 //! file kept and revalidated; a client that said service-down goes after `peer_gc_delay`.
+//! Time is the server's manual clock; each GC run is asked for and its report read.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use testkit::origin::{salted_bytes, Origin};
-use testkit::{data_path, eventually, get_json, post_json, wait_success};
+use testkit::{data_path, get_json, post_json, wait_success, RunGc};
 
 use crate::{
-    fast_gc, gauge, heartbeat, need_register, poll_code, register, sleep, task_status, task_summary, wait_gc_runs,
-    Dfget, KIB,
+    gauge, gc_config, heartbeat, need_register, poll_code, register, start, task_status, task_summary, Dfget, KIB,
 };
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 #[actix_web::test]
 async fn idle_peer_is_collected_active_one_kept() {
-    let s = testkit::start_with(fast_gc()).await;
+    let config = gc_config();
+    let peer_expire = config.gc.peer_expire_time;
+    let (s, clock) = start(config).await;
     let origin = Origin::start().await;
     origin.add("/shared.bin", salted_bytes(64 * KIB, 1));
     let url = origin.url("/shared.bin");
@@ -45,15 +49,16 @@ async fn idle_peer_is_collected_active_one_kept() {
     }
     assert_ne!(poll_code(&s, &id, &idle.cid).await, 502);
 
-    // only the active client keeps talking, for well over peer_expire_time (1 s)
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(2500) {
-        let code = poll_code(&s, &id, &active.cid).await;
-        assert_ne!(code, 502, "the active client was collected");
+    // only the active client keeps talking, a minute apart, for longer than peer_expire_time
+    let mut talked = Duration::ZERO;
+    while talked <= peer_expire {
+        clock.advance(MINUTE);
+        talked += MINUTE;
+        assert_ne!(poll_code(&s, &id, &active.cid).await, 502, "the active client was collected");
         assert!(!need_register(&heartbeat(&s, &beating.cid).await));
-        sleep(Duration::from_millis(150)).await;
     }
-    wait_gc_runs(&s, "meta", 2).await;
+    let report = s.run_gc(RunGc::Meta).await;
+    assert_eq!((report.clients, report.peers), (1, 2), "the idle client, its peer and the API's peer: {report:?}");
 
     let (status, v) = get_json(&s, &format!("/api/v1/peers/{}", idle.peer_id())).await;
     assert_eq!(status, 404, "idle peer still there: {v}");
@@ -71,17 +76,15 @@ async fn idle_peer_is_collected_active_one_kept() {
     let (status, _) = task_status(&s, &id).await;
     assert_eq!(status, 200, "a task with an active client stays");
 
-    let m = testkit::metrics(&s).await;
-    let gc_peers = m.get("dragonfly_supernode_gc_peers_total", &[]).unwrap_or(0.0);
-    assert!(gc_peers >= 2.0, "gc_peers_total = {gc_peers}");
+    let gc_peers = gauge(&s, "dragonfly_supernode_gc_peers_total", &[]).await;
+    assert_eq!(gc_peers, 2.0, "gc_peers_total = {gc_peers}");
 }
 
 #[actix_web::test]
 async fn idle_task_is_collected_and_revalidated_from_the_cache() {
-    let mut config = fast_gc();
-    config.gc.task_expire_time = Duration::from_secs(2);
-    config.gc.peer_expire_time = Duration::from_secs(2);
-    let s = testkit::start_with(config).await;
+    let config = gc_config();
+    let task_expire = config.gc.task_expire_time;
+    let (s, clock) = start(config).await;
     let origin = Origin::start().await;
     origin.add("/task-gc.bin", salted_bytes(300 * KIB, 2));
     let url = origin.url("/task-gc.bin");
@@ -95,11 +98,15 @@ async fn idle_task_is_collected_and_revalidated_from_the_cache() {
     let data = data_path(&s.home_path(), &id);
     assert!(data.exists(), "{} cached", data.display());
 
-    // nobody asks for it: collected from memory after task_expire_time (2 s)
-    eventually(Duration::from_secs(10), "idle task collected", || async { task_status(&s, &id).await.0 == 404 }).await;
+    // nobody asks for it: kept until task_expire_time, then collected from memory
+    clock.advance(task_expire - Duration::from_secs(1));
+    assert_eq!(s.run_gc(RunGc::Meta).await.tasks, 0, "collected before task_expire_time");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(s.run_gc(RunGc::Meta).await.tasks, 1);
+    assert_eq!(task_status(&s, &id).await.0, 404);
     assert!(data.exists(), "task GC must keep the cached file");
     let gc_tasks = gauge(&s, "dragonfly_supernode_gc_tasks_total", &[]).await;
-    assert!(gc_tasks >= 1.0, "gc_tasks_total = {gc_tasks}");
+    assert_eq!(gc_tasks, 1.0, "gc_tasks_total = {gc_tasks}");
     assert_eq!(poll_code(&s, &id, &c.cid).await, 502, "the client of a collected task is gone");
 
     // a new registration: one conditional GET, 304, no body
@@ -113,11 +120,9 @@ async fn idle_task_is_collected_and_revalidated_from_the_cache() {
 
 #[actix_web::test]
 async fn service_down_client_is_collected_after_peer_gc_delay() {
-    let mut config = fast_gc();
-    config.gc.peer_gc_delay = Duration::from_millis(1500);
-    config.gc.peer_expire_time = Duration::from_secs(60);
-    config.gc.task_expire_time = Duration::from_secs(60);
-    let s = testkit::start_with(config).await;
+    let config = gc_config();
+    let delay = config.gc.peer_gc_delay;
+    let (s, clock) = start(config).await;
     let origin = Origin::start().await;
     origin.add("/down.bin", salted_bytes(64 * KIB, 3));
     let url = origin.url("/down.bin");
@@ -132,19 +137,16 @@ async fn service_down_client_is_collected_after_peer_gc_delay() {
     let path = format!("/peer/service/down?taskId={id}&cid={}", down.cid);
     let (status, v) = get_json(&s, &path).await;
     assert_eq!((status, v["code"].as_i64()), (200, Some(612)), "{path} → {v}");
-    let marked = Instant::now();
 
-    // not before peer_gc_delay (1.5 s) …
-    wait_gc_runs(&s, "meta", 2).await;
-    if marked.elapsed() < Duration::from_millis(1200) {
-        assert_eq!(task_summary(&s, &id).await.expect("listed")["clients"], 2, "collected before peer_gc_delay");
-    }
-    // … but soon after it
-    eventually(Duration::from_secs(5), "service-down client collected", || async {
-        task_summary(&s, &id).await.expect("listed")["clients"] == 1
-    })
-    .await;
-    assert!(marked.elapsed() >= Duration::from_millis(1500));
+    // not before peer_gc_delay …
+    clock.advance(delay - Duration::from_secs(1));
+    assert_ne!(poll_code(&s, &id, &stays.cid).await, 502);
+    assert_eq!(s.run_gc(RunGc::Meta).await.clients, 0);
+    assert_eq!(task_summary(&s, &id).await.expect("listed")["clients"], 2, "collected before peer_gc_delay");
+    // … but at it
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(s.run_gc(RunGc::Meta).await.clients, 1);
+    assert_eq!(task_summary(&s, &id).await.expect("listed")["clients"], 1);
     assert_eq!(poll_code(&s, &id, &down.cid).await, 502);
     assert_ne!(poll_code(&s, &id, &stays.cid).await, 502);
 }

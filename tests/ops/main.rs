@@ -1,5 +1,5 @@
-//! Keeping a long-running supernode healthy, with short GC intervals: dfget clients are
-//! driven over HTTP as dfget 1.0.6 would.
+//! Keeping a long-running supernode healthy: dfget clients are driven over HTTP as dfget
+//! 1.0.6 would, on a server whose clock the test moves, with the default GC settings.
 //!
 //! * `gc`: idle peers, clients and tasks are collected, active ones kept;
 //! * `disk_gc`: LRU eviction over the cache quota, never of a file being served;
@@ -13,33 +13,29 @@ mod gc;
 mod metrics;
 mod seeds;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use testkit::{eventually, first_poll, get_json, post_json, Config, TestServer};
+use testkit::{first_poll, get_json, post_json, Config, ManualClock, TestServer};
 
 const KIB: usize = 1024;
 const MIB: u64 = 1024 * 1024;
 
-/// A config with every GC interval short. Disk GC is off unless a test sets a quota
-/// (free space is always above a 0-byte threshold).
-fn fast_gc() -> Config {
+/// The defaults, but GC runs only when a test asks for one (the first periodic run is a year
+/// away on the test's clock), and disk GC acts only on the cache quota (free space is always
+/// above a 0-byte threshold).
+fn gc_config() -> Config {
     let mut c = Config::default();
-    let g = &mut c.gc;
-    g.initial_delay = Duration::from_millis(100);
-    g.meta_interval = Duration::from_millis(200);
-    g.disk_interval = Duration::from_millis(200);
-    g.peer_expire_time = Duration::from_secs(1);
-    g.task_expire_time = Duration::from_secs(1);
-    g.peer_gc_delay = Duration::from_millis(500);
-    g.seed_expire_time = Duration::from_secs(1);
-    g.young_gc_threshold = 0;
-    g.full_gc_threshold = 0;
+    c.gc.initial_delay = Duration::from_secs(365 * 24 * 3600);
+    c.gc.young_gc_threshold = 0;
+    c.gc.full_gc_threshold = 0;
     c
 }
 
-async fn sleep(d: Duration) {
-    actix_web::rt::time::sleep(d).await;
+/// A server on a manual clock, with `config`.
+async fn start(config: Config) -> (TestServer, Arc<ManualClock>) {
+    testkit::start_on_manual_clock(config).await
 }
 
 /// A dfget client: where it runs and what it says about itself at registration.
@@ -100,17 +96,6 @@ async fn poll_code(s: &TestServer, id: &str, cid: &str) -> i64 {
 
 async fn gauge(s: &TestServer, name: &str, want: &[(&str, &str)]) -> f64 {
     testkit::metrics(s).await.get(name, want).unwrap_or(0.0)
-}
-
-async fn gc_runs(s: &TestServer, kind: &str) -> f64 {
-    gauge(s, "dragonfly_supernode_gc_runs_total", &[("kind", kind)]).await
-}
-
-/// Waits until `n` more GC runs of `kind` have completed (so one full run started after now).
-async fn wait_gc_runs(s: &TestServer, kind: &str, n: u32) {
-    let before = gc_runs(s, kind).await;
-    let what = format!("{n} more {kind} GC runs (before: {before})");
-    eventually(Duration::from_secs(10), &what, || async { gc_runs(s, kind).await >= before + f64::from(n) }).await;
 }
 
 /// `GET /api/v1/tasks` entry of `id`.

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use testkit::origin::{salted_bytes, Origin};
-use testkit::{eventually, first_poll, get_json, post_json, TestServer};
+use testkit::{first_poll, get_json, post_json, RunGc, TestServer};
 
-use crate::{fast_gc, gc_runs, register, sleep, Dfget, MIB};
+use crate::{gc_config, register, start, Dfget, MIB};
 
 /// Downloads the whole task as one dfget run does: polls, fetches each piece from the
 /// source it is told, reports it; returns the number of pieces fetched. Then sends the
@@ -56,7 +56,8 @@ async fn download(s: &TestServer, c: &Dfget, id: &str) -> usize {
                     extra = format!("dstCid={src}&range={range}&result=503&status=701");
                 }
             }
-            Some(602) | Some(603) => sleep(Duration::from_millis(20)).await,
+            // dfget's own back-off before polling again
+            Some(602) | Some(603) => actix_web::rt::time::sleep(Duration::from_millis(20)).await,
             _ => panic!("unexpected /peer/task reply for {}: {v}", c.cid),
         }
     }
@@ -99,10 +100,9 @@ async fn task_metrics_counted_once_per_report() {
 
 #[actix_web::test]
 async fn metrics_move_with_downloads_and_collections() {
-    let mut config = fast_gc();
-    config.gc.task_expire_time = Duration::from_secs(2);
-    config.gc.peer_expire_time = Duration::from_secs(2);
-    let s = testkit::start_with(config).await;
+    let config = gc_config();
+    let idle = config.gc.peer_expire_time.max(config.gc.task_expire_time);
+    let (s, clock) = start(config).await;
     let origin = Origin::start().await;
     let len = 5 * MIB as usize; // two pieces
     origin.add("/m.bin", salted_bytes(len, 6));
@@ -141,23 +141,23 @@ async fn metrics_move_with_downloads_and_collections() {
     assert_eq!(get("dragonfly_supernode_dfgettasks", &[("status", "RUNNING")]), 0.0);
 
     // GC runs are counted, per kind
-    eventually(Duration::from_secs(5), "meta GC runs counted", || async { gc_runs(&s, "meta").await >= meta0 + 2.0 })
-        .await;
-    eventually(Duration::from_secs(5), "disk GC runs counted", || async { gc_runs(&s, "disk").await >= disk0 + 2.0 })
-        .await;
+    s.run_gc(RunGc::Disk).await;
+    s.run_gc(RunGc::Meta).await;
+    let m = testkit::metrics(&s).await;
+    assert_eq!(m.get("dragonfly_supernode_gc_runs_total", &[("kind", "meta")]), Some(meta0 + 1.0));
+    assert_eq!(m.get("dragonfly_supernode_gc_runs_total", &[("kind", "disk")]), Some(disk0 + 1.0));
 
     // the client and the task go idle: collected, counted, gauges back down
-    eventually(Duration::from_secs(10), "task and peer collected", || async {
-        let m = testkit::metrics(&s).await;
-        m.get("dragonfly_supernode_gc_tasks_total", &[]).unwrap_or(0.0) >= 1.0
-            && m.get("dragonfly_supernode_gc_peers_total", &[]).unwrap_or(0.0) >= 1.0
-    })
-    .await;
+    clock.advance(idle);
+    let report = s.run_gc(RunGc::Meta).await;
+    assert_eq!((report.clients, report.tasks, report.peers), (1, 1, 1), "{report:?}");
     let m = testkit::metrics(&s).await;
+    assert_eq!(m.get("dragonfly_supernode_gc_tasks_total", &[]), Some(1.0));
+    assert_eq!(m.get("dragonfly_supernode_gc_peers_total", &[]), Some(1.0));
     let get = |name: &str, labels: &[(&str, &str)]| m.get(name, labels).unwrap_or(0.0);
     assert_eq!(get("dragonfly_supernode_clients", &[]), 0.0);
     assert_eq!(get("dragonfly_supernode_tasks", &[("cdnstatus", "SUCCESS")]), 0.0);
     assert_eq!(get("dragonfly_supernode_peers", &[("peer", "127.0.0.2")]), 0.0);
     assert!(get("dragonfly_supernode_cache_files", &[]) >= 1.0, "task GC keeps the file");
-    assert!(get("dragonfly_supernode_gc_runs_total", &[("kind", "meta")]) >= meta0 + 2.0);
+    assert_eq!(get("dragonfly_supernode_gc_runs_total", &[("kind", "meta")]), meta0 + 2.0);
 }

@@ -1,13 +1,13 @@
 //! Heartbeat, seeds and `/peer/network`. Both answer one body that is both shapes dfdaemon
 //! reads: `{"code":200,"msg":"success","data":{…}}` with the payload keys again at top level.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use testkit::origin::{salted_bytes, Origin};
-use testkit::{eventually, post_json, wait_success, TestServer};
+use testkit::{post_json, wait_success, RunGc, TestServer};
 
-use crate::{fast_gc, heartbeat, need_register, register, Dfget, KIB};
+use crate::{gc_config, heartbeat, need_register, register, start, Dfget, KIB};
 
 fn version(v: &Value) -> String {
     let top = v["version"].as_str().unwrap_or("");
@@ -36,7 +36,7 @@ async fn network(s: &TestServer, urls: &[&str]) -> Value {
 
 #[actix_web::test]
 async fn heartbeat_needs_register_for_unknown_and_after_restart() {
-    let s = testkit::start_with(fast_gc()).await;
+    let s = testkit::start_with(gc_config()).await;
     let origin = Origin::start().await;
     origin.add("/hb.bin", salted_bytes(16 * KIB, 4));
 
@@ -54,7 +54,7 @@ async fn heartbeat_needs_register_for_unknown_and_after_restart() {
 
     // restart on the same home
     let home = s.stop().await;
-    let s = TestServer::start_in(home, fast_gc()).await;
+    let s = TestServer::start_in(home, gc_config()).await;
     let v = heartbeat(&s, &c.cid).await;
     assert!(need_register(&v), "after a restart: {v}");
     let v2 = version(&v);
@@ -63,12 +63,10 @@ async fn heartbeat_needs_register_for_unknown_and_after_restart() {
 
 #[actix_web::test]
 async fn seeds_are_granted_listed_and_dropped() {
-    let mut config = fast_gc();
+    let mut config = gc_config();
     config.scheduler.max_seeds_per_url = 1;
-    config.gc.seed_expire_time = Duration::from_secs(2);
-    config.gc.peer_expire_time = Duration::from_secs(60);
-    config.gc.task_expire_time = Duration::from_secs(60);
-    let s = testkit::start_with(config).await;
+    let seed_expire = config.gc.seed_expire_time;
+    let (s, clock) = start(config).await;
     let origin = Origin::start().await;
     origin.add("/seed.bin", salted_bytes(100 * KIB, 5));
     let url = origin.url("/seed.bin");
@@ -97,7 +95,6 @@ async fn seeds_are_granted_listed_and_dropped() {
     assert!(!need_register(&v));
     assert!(seed_task_ids(&v).is_empty(), "not a seed: {v}");
 
-    let last_beat = Instant::now();
     heartbeat(&s, &seed.cid).await;
     let v = network(&s, &[&url]).await;
     let nodes = v["nodes"].as_array().unwrap_or_else(|| panic!("nodes: {v}"));
@@ -112,12 +109,12 @@ async fn seeds_are_granted_listed_and_dropped() {
     let other = network(&s, &["http://127.0.0.1:1/not-seeded.bin"]).await;
     assert!(other["nodes"].is_null(), "{other}");
 
-    // the seed stops heart-beating → dropped after seed_expire_time (2 s)
-    eventually(Duration::from_secs(10), "silent seed dropped", || async {
-        network(&s, &[&url]).await["nodes"].is_null()
-    })
-    .await;
-    assert!(last_beat.elapsed() >= Duration::from_secs(2), "seed dropped before seed_expire_time");
+    // the seed stops heart-beating → dropped after seed_expire_time
+    clock.advance(seed_expire - Duration::from_secs(1));
+    s.run_gc(RunGc::Meta).await;
+    assert!(!network(&s, &[&url]).await["nodes"].is_null(), "seed dropped before seed_expire_time");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(s.run_gc(RunGc::Meta).await.clients, 1, "the silent seed goes");
     let v = network(&s, &[&url]).await;
     assert!(v["nodes"].is_null() && v["data"]["nodes"].is_null(), "{v}");
     assert!(seed_task_ids(&heartbeat(&s, &seed.cid).await).is_empty());

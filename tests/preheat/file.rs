@@ -3,7 +3,7 @@
 //! are the same preheat, after SUCCESS a 208 with the ID, after FAILED a new run; records
 //! survive a restart and are collected once their retention has passed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use testkit::origin::Origin;
@@ -123,7 +123,7 @@ async fn failed_preheat_runs_again() {
     let origin = Origin::start().await;
     origin.add_generated("/flaky.bin", 9, 70_000);
     origin.set_status("/flaky.bin", Some(500));
-    let s = testkit::start().await;
+    let (s, clock) = testkit::start_on_manual_clock(Config::default()).await;
     let body = json!({"type": "file", "url": origin.url("/flaky.bin")});
 
     let id = create(&s, &body).await;
@@ -133,7 +133,7 @@ async fn failed_preheat_runs_again() {
     let requests = origin.stats("/flaky.bin").requests;
 
     origin.set_status("/flaky.bin", None);
-    actix_web::rt::time::sleep(Duration::from_millis(20)).await; // a later startTime
+    clock.advance(Duration::from_secs(1)); // a later startTime
     let again = create(&s, &body).await;
     assert_eq!(again, id);
     let v = wait_success(&s, &id).await;
@@ -168,27 +168,22 @@ async fn records_survive_a_restart() {
     second.stop().await;
 }
 
-/// With `retention` = 1 s and collection every 200 ms a finished record is collected (then 404).
+/// A finished record stays visible for `retention`, and is collected by the first collection
+/// after that (then 404).
 #[actix_web::test]
 async fn finished_records_are_collected_after_retention() {
     let origin = Origin::start().await;
     origin.add_generated("/short.bin", 4, 1000);
-    let mut config = Config::default();
-    config.preheat.retention = Duration::from_secs(1);
-    config.preheat.collect_interval = Duration::from_millis(200);
-    let s = testkit::start_with(config).await;
+    let config = Config::default();
+    let (retention, every) = (config.preheat.retention, config.preheat.collect_interval);
+    let (s, clock) = testkit::start_on_manual_clock(config).await;
     let id = create(&s, &json!({"type": "file", "url": origin.url("/short.bin")})).await;
     wait_success(&s, &id).await;
-    let (status, _) = testkit::get(&s, &format!("/preheats/{id}")).await;
-    assert_eq!(status, 200, "visible right after finishing");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _) = testkit::get(&s, &format!("/preheats/{id}")).await;
-        if status == 404 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still there after 10 s");
-        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-    }
+    let status = || async { testkit::get(&s, &format!("/preheats/{id}")).await.0 };
+    assert_eq!(status().await, 200, "visible right after finishing");
+    clock.advance(retention);
+    assert_eq!(status().await, 200, "visible for the whole retention");
+    clock.advance(every);
+    eventually(Duration::from_secs(10), "collected after its retention", || async { status().await == 404 }).await;
     assert!(list(&s, "/preheats").await.is_empty());
 }

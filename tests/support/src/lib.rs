@@ -37,6 +37,7 @@ pub use http::{call, client, delete, get, get_json, json, post_json, Control};
 pub use loopback::ClosedPort;
 pub use metrics::{metrics, Metrics, Sample};
 pub use server::{
-    config_with, control_routes, start, start_on_manual_clock, start_with, Config, GcReport, ManualClock, RunGc, TestServer,
+    config_with, control_routes, start, start_on_manual_clock, start_with, Config, GcReport, ManualClock, RunGc,
+    TestServer,
 };
 pub use wait::{eventually, poll_until};
