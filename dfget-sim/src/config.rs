@@ -11,8 +11,12 @@ use std::time::Duration;
 /// What one simulated dfget run does.
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
-    /// Supernode control address, `host:port` (`127.0.0.1:8002`); `:8002` is added when missing.
-    pub node: String,
+    /// Supernode control addresses as dfget's `--node` takes them: `host[:port][=weight]`
+    /// (`:8002` is added when the port is missing), an entry may hold several separated by
+    /// commas, and a node given twice is given twice the weight.
+    pub nodes: Vec<String>,
+    /// Seed of the shuffle that orders `nodes`; `None` = a random order, as dfget.
+    pub node_order_seed: Option<u64>,
     /// This peer's IP: registered as `ip`, part of the cid, the uploader's bind address. Loopback.
     pub ip: Ipv4Addr,
     /// Uploader port; 0 = pick a free one in dfget's 15000–65000 range.
@@ -47,10 +51,21 @@ pub struct PeerConfig {
 }
 
 impl PeerConfig {
-    /// A loopback peer (`127.0.0.1`, uploader on a free port) downloading `url` to `output`.
+    /// A loopback peer (`127.0.0.1`, uploader on a free port) of the supernode `node`
+    /// downloading `url` to `output`.
     pub fn new(node: impl Into<String>, url: impl Into<String>, output: impl Into<PathBuf>) -> Self {
+        Self::with_nodes([node], url, output)
+    }
+
+    /// [`PeerConfig::new`] with a list of supernodes (see [`PeerConfig::nodes`]).
+    pub fn with_nodes(
+        nodes: impl IntoIterator<Item = impl Into<String>>,
+        url: impl Into<String>,
+        output: impl Into<PathBuf>,
+    ) -> Self {
         PeerConfig {
-            node: node.into(),
+            nodes: nodes.into_iter().map(Into::into).collect(),
+            node_order_seed: None,
             ip: Ipv4Addr::LOCALHOST,
             port: 0,
             url: url.into(),

@@ -2,8 +2,11 @@
 //! their outcomes, finish on 600, then post `/task/metrics`.
 //!
 //! It follows dfget's P2PDownloader step by step (which outcomes trigger a poll, the 602
-//! back-off) because the supernode has to cope with exactly that traffic. Where dfget would
-//! migrate to another supernode, the run ends with [`SimError::Poll`].
+//! back-off, the move to another supernode) because the supernode has to cope with exactly that
+//! traffic. On a `/peer/task` answer dfget does not go on with, or a failed request, dfget
+//! migrates: it registers with the next supernode of its list and polls that one with
+//! `status=700`, keeping its cid, its uploader and the pieces it holds. When no supernode is
+//! left, the run ends with that failure ([`SimError::Poll`] or [`SimError::Transport`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -19,12 +22,12 @@ use tokio::task::JoinHandle;
 use crate::client::{lossy, Control};
 use crate::config::PeerConfig;
 use crate::error::{io_err, SimError};
-use crate::piece::{fetch_piece, parse_continue, report_success, Event, Item, Shared};
-use crate::register::Registration;
+use crate::piece::{fetch_piece, parse_continue, report_success, Event, Item, Session, Shared};
+use crate::register::{Registered, Registrant, Registrar, Registration};
 use crate::stats::Stats;
 use crate::wire::{
     get_ci, get_int, get_str, go_json, md5_file, piece_count, reply_code, CODE_SUCCESS, PEER_CONTINUE, PEER_FINISH,
-    PEER_LIMITED, PEER_WAIT, RESULT_FAIL, RESULT_INVALID, RESULT_SEMISUC, RESULT_SUC, STATUS_RUNNING,
+    PEER_LIMITED, PEER_WAIT, RESULT_FAIL, RESULT_INVALID, RESULT_SEMISUC, RESULT_SUC, STATUS_START,
 };
 
 /// `data` of the 600 reply.
@@ -60,27 +63,181 @@ impl Drop for Tasks {
     }
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<Event>, queue: &mut VecDeque<Item>) -> Result<(), SimError> {
-    while let Ok(ev) = rx.try_recv() {
-        match ev {
-            Event::Outcome(i) => queue.push_back(i),
-            Event::Fatal(e) => return Err(e),
+/// The session of a registration.
+fn session_of(r: &Registered, timeout: Duration) -> Rc<Session> {
+    Rc::new(Session {
+        node: r.node.addr.clone(),
+        control: Control::new(&r.node.addr, timeout),
+        task_id: r.reg.task_id.clone(),
+        piece_size: r.reg.piece_size,
+    })
+}
+
+/// The state of the poll loop (dfget's P2PDownloader fields).
+struct Loop {
+    sh: Rc<Shared>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    /// Success reports that got through (they end a 602 back-off early).
+    nrx: mpsc::UnboundedReceiver<()>,
+    queue: VecDeque<Item>,
+    /// range -> held (true) or running (false)
+    piece_set: HashMap<String, bool>,
+    /// The item to report next, held back while successes are merged.
+    latest: Option<Item>,
+    last_success: Option<Item>,
+    stall_ticks: u32,
+    /// The 602 back-off bounds in ms.
+    wait: (u64, u64),
+    tasks: Tasks,
+    reports: Tasks,
+}
+
+impl Loop {
+    fn drain(&mut self) -> Result<(), SimError> {
+        while let Ok(ev) = self.rx.try_recv() {
+            match ev {
+                Event::Outcome(i) => self.queue.push_back(i),
+                Event::Fatal(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn running(&self) -> usize {
+        self.piece_set.values().filter(|v| !**v).count()
+    }
+
+    /// `item` as reported in `session`: an outcome from the session of another supernode goes
+    /// to the new one without its source cid.
+    fn adopt(mut item: Item, session: &Session) -> Item {
+        if item.node != session.node {
+            item.dst_cid.clear();
+            item.node = session.node.clone();
+        }
+        item
+    }
+
+    /// dfget's getItem: the next item to poll with, or `None` when this round polls nothing (a
+    /// success held back to be merged with the next, an outcome of a piece not tracked, 2 s
+    /// without news). Successes trigger a poll only when at most 2 pieces run and nothing else
+    /// is queued; failures always do.
+    async fn next_item(&mut self) -> Result<Option<Item>, SimError> {
+        self.drain()?;
+        let item = match self.queue.pop_front() {
+            Some(i) => Some(i),
+            None => match tokio::time::timeout(Duration::from_secs(2), self.rx.recv()).await {
+                Ok(Some(Event::Outcome(i))) => Some(i),
+                Ok(Some(Event::Fatal(e))) => return Err(e),
+                Ok(None) => return Err(SimError::Protocol("piece queue closed".into())),
+                Err(_) => None,
+            },
+        };
+        let session = self.sh.session();
+        let mut need_merge = true;
+        match item {
+            Some(item) => {
+                self.stall_ticks = 0;
+                // a piece numbered for the piece size of an earlier supernode
+                if item.piece_size != 0 && item.piece_size != session.piece_size {
+                    return Ok(None);
+                }
+                let item = Self::adopt(item, &session);
+                if !item.range.is_empty() {
+                    match self.piece_set.get(&item.range).copied() {
+                        None => return Ok(None),
+                        Some(false) if matches!(item.result, RESULT_SEMISUC | RESULT_SUC) => {
+                            self.piece_set.insert(item.range.clone(), true);
+                        }
+                        Some(false) => {
+                            self.piece_set.remove(&item.range);
+                        }
+                        Some(true) => {}
+                    }
+                }
+                if matches!(item.result, RESULT_SEMISUC | RESULT_SUC) {
+                    self.last_success = Some(item.clone());
+                }
+                self.latest = Some(item);
+            }
+            None => {
+                need_merge = false;
+                if self.latest.is_none() && self.running() == 0 {
+                    // dfget would wait here until its download timeout; poll again
+                    self.stall_ticks += 1;
+                    if self.stall_ticks >= 2 {
+                        self.stall_ticks = 0;
+                        Stats::inc(&self.sh.stats.stalls);
+                        let again = self.last_success.clone().unwrap_or_else(|| Item::start(&session.node));
+                        self.latest = Some(Self::adopt(again, &session));
+                    }
+                }
+            }
+        }
+        let Some(l) = self.latest.as_ref() else { return Ok(None) };
+        if matches!(l.result, RESULT_SUC | RESULT_FAIL | RESULT_INVALID) {
+            need_merge = false;
+        }
+        self.drain()?;
+        if need_merge && (!self.queue.is_empty() || self.running() > 2) {
+            return Ok(None);
+        }
+        Ok(self.latest.take())
+    }
+
+    /// Sleeps a random time within the back-off bounds (less when a success report gets
+    /// through), then doubles them until they reach [800, 1600) ms.
+    async fn back_off(&mut self) {
+        let (min, max) = self.wait;
+        let wait = rand::thread_rng().gen_range(min..max);
+        let _ = tokio::time::timeout(Duration::from_millis(wait), self.nrx.recv()).await;
+        if min < 800 {
+            self.wait = (min * 2, max * 2);
         }
     }
-    Ok(())
+
+    /// A 601: starts one download per piece not yet tracked.
+    fn start_pieces(&mut self, data: Option<&Value>) {
+        let Some(items) = parse_continue(data) else {
+            if data.is_some() {
+                Stats::inc(&self.sh.stats.bad_replies);
+            }
+            return;
+        };
+        let session = self.sh.session();
+        for it in items {
+            match self.piece_set.get(&it.range).copied() {
+                Some(true) => {
+                    // handed out again although held (e.g. by the supernode the run moved to):
+                    // not fetched again but reported again, as the last dfget 1.x does
+                    Stats::inc(&self.sh.stats.pieces_already_held);
+                    let again = Item::success(&session, &it.cid, &it.range);
+                    self.queue.push_back(again.clone());
+                    self.reports.push(actix_rt::spawn(report_success(self.sh.clone(), session.clone(), again)));
+                }
+                Some(false) => {}
+                None => {
+                    self.piece_set.insert(it.range.clone(), false);
+                    self.tasks.push(actix_rt::spawn(fetch_piece(self.sh.clone(), it)));
+                }
+            }
+        }
+    }
 }
 
 /// What the loop needs to know of its peer.
 pub(crate) struct Run<'a> {
-    pub(crate) control: &'a Control,
     pub(crate) config: &'a PeerConfig,
-    pub(crate) cid: &'a str,
+    pub(crate) who: &'a Registrant,
+    pub(crate) registrar: &'a Registrar,
     pub(crate) stats: &'a Arc<Stats>,
 }
 
 impl Run<'_> {
-    /// `POST /task/metrics` as dfget sends it at the end of a run (`bsr`: its back-source reason).
+    /// `POST /task/metrics` as dfget sends it at the end of a run (`bsr`: its back-source reason):
+    /// to the supernode in use, naming the task and file length of the first registration `reg`.
     pub(crate) async fn report_metrics(&self, reg: &Registration, port: u16, d: Duration, success: bool, bsr: &str) {
+        let Some(current) = self.registrar.current() else { return };
+        let control = Control::new(&current.node.addr, self.config.control_timeout);
         let mut fl = reg.file_length;
         if success && fl < 0 {
             fl = std::fs::metadata(&self.config.output).map(|m| m.len() as i64).unwrap_or(fl);
@@ -90,7 +247,7 @@ impl Run<'_> {
         let mut m = serde_json::Map::new();
         m.insert("IP".into(), Value::from(self.config.ip.to_string()));
         m.insert("backsourceReason".into(), Value::from(bsr));
-        m.insert("cID".into(), Value::from(self.cid));
+        m.insert("cID".into(), Value::from(self.who.cid.as_str()));
         if let Some(cs) = self.config.callsystem.as_deref().filter(|s| !s.is_empty()) {
             m.insert("callSystem".into(), Value::from(cs));
         }
@@ -109,7 +266,7 @@ impl Run<'_> {
         // dfget sends the report again unless the reply's code is 1 (the Go supernode never
         // answers that, so it always sends it twice)
         for _ in 0..2 {
-            if let Ok((200, bytes)) = self.control.post_json("/task/metrics", &body).await {
+            if let Ok((200, bytes)) = control.post_json("/task/metrics", &body).await {
                 if reply_code(&bytes) == Some(1) {
                     return;
                 }
@@ -117,8 +274,9 @@ impl Run<'_> {
         }
     }
 
-    /// The p2p download (dfget's P2PDownloader): returns (output md5, finish data).
-    pub(crate) async fn download(&self, reg: &Registration) -> Result<(String, Option<FinishData>), SimError> {
+    /// The p2p download (dfget's P2PDownloader), starting in the registration `first`: returns
+    /// (output md5, finish data).
+    pub(crate) async fn download(&self, first: &Registered) -> Result<(String, Option<FinishData>), SimError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -126,8 +284,8 @@ impl Run<'_> {
             .truncate(true)
             .open(&self.config.output)
             .map_err(|e| io_err(&format!("open {}", self.config.output.display()), e))?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-        let (ntx, mut nrx) = mpsc::unbounded_channel::<()>();
+        let (tx, rx) = mpsc::unbounded_channel::<Event>();
+        let (ntx, nrx) = mpsc::unbounded_channel::<()>();
         let pieces = awc::Client::builder()
             .no_default_headers()
             .timeout(Duration::from_secs(3600))
@@ -136,10 +294,9 @@ impl Run<'_> {
             )
             .finish();
         let shared = Rc::new(Shared {
-            control: self.control.clone(),
-            cid: self.cid.to_string(),
-            task_id: reg.task_id.clone(),
-            cdn_source: reg.cdn_source.clone(),
+            session: std::cell::RefCell::new(session_of(first, self.config.control_timeout)),
+            cid: self.who.cid.clone(),
+            cdn_source: first.reg.cdn_source.clone(),
             file: Arc::new(file),
             pieces,
             stats: self.stats.clone(),
@@ -148,153 +305,101 @@ impl Run<'_> {
             sem: Semaphore::new(self.config.piece_concurrency.max(1)),
             piece_timeout: self.config.piece_timeout,
             piece_delay: self.config.piece_delay,
-            file_length: reg.file_length,
+            file_length: first.reg.file_length,
             held: Default::default(),
         });
-        let mut tasks = Tasks::default();
-        let mut reports = Tasks::default();
-        let mut queue: VecDeque<Item> = VecDeque::new();
-        // range -> held (true) or running (false)
-        let mut piece_set: HashMap<String, bool> = HashMap::new();
-        let mut latest: Option<Item> = None;
-        let mut pending = Some(Item::start());
-        let mut last_success: Option<Item> = None;
-        let (mut min_t, mut max_t) = (50u64, 100u64);
-        let mut stall_ticks = 0u32;
-        let running = |ps: &HashMap<String, bool>| ps.values().filter(|v| !**v).count();
-
+        let mut lp = Loop {
+            sh: shared,
+            rx,
+            nrx,
+            queue: VecDeque::new(),
+            piece_set: HashMap::new(),
+            latest: None,
+            last_success: None,
+            stall_ticks: 0,
+            wait: (50, 100),
+            tasks: Tasks::default(),
+            reports: Tasks::default(),
+        };
+        let mut pending = Some(Item::start(&first.node.addr));
         loop {
-            // ---- next item to report (dfget's getItem, with its merging of successes)
-            let cur = match pending.take() {
+            let mut cur = match pending.take() {
                 Some(i) => i,
-                None => {
-                    drain(&mut rx, &mut queue)?;
-                    let item = match queue.pop_front() {
-                        Some(i) => Some(i),
-                        None => match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
-                            Ok(Some(Event::Outcome(i))) => Some(i),
-                            Ok(Some(Event::Fatal(e))) => return Err(e),
-                            Ok(None) => return Err(SimError::Protocol("piece queue closed".into())),
-                            Err(_) => None,
-                        },
-                    };
-                    let mut need_merge = true;
-                    match item {
-                        Some(item) => {
-                            stall_ticks = 0;
-                            if !item.range.is_empty() {
-                                match piece_set.get(&item.range).copied() {
-                                    None => continue,
-                                    Some(false) if matches!(item.result, RESULT_SEMISUC | RESULT_SUC) => {
-                                        piece_set.insert(item.range.clone(), true);
-                                    }
-                                    Some(false) => {
-                                        piece_set.remove(&item.range);
-                                    }
-                                    Some(true) => {}
-                                }
-                            }
-                            if matches!(item.result, RESULT_SEMISUC | RESULT_SUC) {
-                                last_success = Some(item.clone());
-                            }
-                            latest = Some(item);
-                        }
-                        None => {
-                            need_merge = false;
-                            if latest.is_none() && running(&piece_set) == 0 {
-                                // dfget would wait here until its download timeout; poll again
-                                stall_ticks += 1;
-                                if stall_ticks >= 2 {
-                                    stall_ticks = 0;
-                                    Stats::inc(&self.stats.stalls);
-                                    latest = Some(last_success.clone().unwrap_or_else(Item::start));
-                                }
-                            }
-                        }
-                    }
-                    let Some(l) = latest.as_ref() else { continue };
-                    if matches!(l.result, RESULT_SUC | RESULT_FAIL | RESULT_INVALID) {
-                        need_merge = false;
-                    }
-                    drain(&mut rx, &mut queue)?;
-                    if need_merge && (!queue.is_empty() || running(&piece_set) > 2) {
-                        continue;
-                    }
-                    match latest.take() {
-                        Some(l) => l,
-                        None => continue,
-                    }
-                }
+                None => match lp.next_item().await? {
+                    Some(i) => i,
+                    None => continue,
+                },
             };
-
-            // ---- poll, sleeping on 602 (dfget's pullPieceTask)
-            let reply = loop {
-                let r = self.poll(&reg.task_id, &cur).await?;
-                if r.code != PEER_WAIT {
-                    break r;
-                }
-                drain(&mut rx, &mut queue)?;
-                if !queue.is_empty() {
-                    break r;
-                }
-                let wait = rand::thread_rng().gen_range(min_t..max_t);
-                let _ = tokio::time::timeout(Duration::from_millis(wait), nrx.recv()).await;
-                if min_t < 800 {
-                    min_t *= 2;
-                    max_t *= 2;
-                }
-            };
+            let reply = self.pull(&mut lp, &mut cur).await?;
             match reply.code {
-                PEER_CONTINUE => {
-                    let Some(items) = parse_continue(reply.data.as_ref()) else {
-                        if reply.data.is_some() {
-                            Stats::inc(&self.stats.bad_replies);
-                        }
-                        continue;
-                    };
-                    for it in items {
-                        match piece_set.get(&it.range).copied() {
-                            Some(true) => {
-                                // handed out again although held: report it again, as the last dfget 1.x does
-                                let again = Item {
-                                    dst_cid: it.cid.clone(),
-                                    range: it.range.clone(),
-                                    result: RESULT_SEMISUC,
-                                    status: STATUS_RUNNING,
-                                };
-                                queue.push_back(again.clone());
-                                reports.push(actix_rt::spawn(report_success(shared.clone(), again)));
-                            }
-                            Some(false) => {}
-                            None => {
-                                piece_set.insert(it.range.clone(), false);
-                                tasks.push(actix_rt::spawn(fetch_piece(shared.clone(), it)));
-                            }
-                        }
-                    }
-                }
+                PEER_CONTINUE => lp.start_pieces(reply.data.as_ref()),
                 PEER_FINISH => {
-                    let finish = self.finish(&shared, reg, reply.data.as_ref()).await?;
+                    let finish = self.finish(&lp.sh, first.reg.file_length, reply.data.as_ref()).await?;
                     // let the success reports still on the way arrive (they have their own
                     // timeouts: 3 attempts of at most control_timeout + 0.55 s)
                     let outstanding: Vec<JoinHandle<()>> =
-                        std::mem::take(&mut reports.0).into_iter().chain(std::mem::take(&mut tasks.0)).collect();
+                        std::mem::take(&mut lp.reports.0).into_iter().chain(std::mem::take(&mut lp.tasks.0)).collect();
                     let cap = self.config.control_timeout * 3 + Duration::from_secs(2);
                     let _ = tokio::time::timeout(cap, futures_util::future::join_all(outstanding)).await;
                     return Ok(finish);
                 }
-                PEER_WAIT | PEER_LIMITED | CODE_SUCCESS => {}
-                code => return Err(SimError::Poll { code, msg: reply.msg }),
+                // 602 with news queued, 603, 200: go on
+                _ => {}
             }
         }
     }
 
-    /// On 600: every piece must be held and the file's md5 must be the expected one (the user's,
-    /// else the one in the reply).
+    /// dfget's pullPieceTask: polls with `cur`, again after each 602 until news is queued, and
+    /// returns the first answer dfget goes on with. On any other answer or a failed request the
+    /// run migrates and polls the new supernode with `cur` as its first poll (`status=700`);
+    /// when no supernode accepts, that failure ends the run.
+    async fn pull(&self, lp: &mut Loop, cur: &mut Item) -> Result<Reply, SimError> {
+        loop {
+            let failure = loop {
+                let r = match self.poll(&lp.sh.session(), cur).await {
+                    Ok(r) => r,
+                    Err(e) => break e,
+                };
+                match r.code {
+                    PEER_WAIT => {}
+                    PEER_CONTINUE | PEER_FINISH | PEER_LIMITED | CODE_SUCCESS => return Ok(r),
+                    code => break SimError::Poll { code, msg: r.msg },
+                }
+                lp.drain()?;
+                if !lp.queue.is_empty() {
+                    return Ok(r);
+                }
+                lp.back_off().await;
+            };
+            if !self.migrate(lp).await? {
+                return Err(failure);
+            }
+            cur.status = STATUS_START;
+        }
+    }
+
+    /// Registers with the next supernode of the list and makes it the session in use; false
+    /// when none accepts. Pieces are numbered by their size, so when the new supernode cuts the
+    /// file into pieces of another size, what is held is forgotten and the file starts over.
+    async fn migrate(&self, lp: &mut Loop) -> Result<bool, SimError> {
+        Stats::inc(&self.stats.migrations);
+        let Ok(r) = self.registrar.register(self.config, self.who, self.stats).await else { return Ok(false) };
+        let session = session_of(&r, self.config.control_timeout);
+        if session.piece_size != lp.sh.session().piece_size {
+            lp.piece_set.clear();
+            lp.sh.held.borrow_mut().clear();
+            lp.sh.file.set_len(0).map_err(|e| io_err("truncate the output for a new piece size", e))?;
+        }
+        *lp.sh.session.borrow_mut() = session;
+        Ok(true)
+    }
+
+    /// On 600: every piece of the `file_length` bytes must be held and the file's md5 must be
+    /// the expected one (the user's, else the one in the reply).
     async fn finish(
         &self,
         shared: &Shared,
-        reg: &Registration,
+        file_length: i64,
         data: Option<&Value>,
     ) -> Result<(String, Option<FinishData>), SimError> {
         let fd = match data {
@@ -309,8 +414,8 @@ impl Run<'_> {
             (_, Some(fd)) => fd.md5.clone(),
             _ => return Err(SimError::Protocol("600 without finish data (dfget 1.0.6 would crash)".into())),
         };
-        if reg.file_length > 0 {
-            if let Some(n) = piece_count(reg.file_length, reg.piece_size) {
+        if file_length > 0 {
+            if let Some(n) = piece_count(file_length, shared.session().piece_size) {
                 let held = shared.held.borrow();
                 let missing: Vec<u64> = (0..n).filter(|i| !held.contains(i)).take(20).collect();
                 if !missing.is_empty() {
@@ -333,14 +438,14 @@ impl Run<'_> {
         Ok((real, fd))
     }
 
-    /// One `/peer/task` request reporting `item`.
-    async fn poll(&self, task_id: &str, item: &Item) -> Result<Reply, SimError> {
+    /// One `/peer/task` request to the supernode of `session` reporting `item`.
+    async fn poll(&self, session: &Session, item: &Item) -> Result<Reply, SimError> {
         let target = format!(
             "/peer/task?srcCid={}&dstCid={}&range={}&result={}&status={}&taskId={}",
-            self.cid, item.dst_cid, item.range, item.result, item.status, task_id
+            self.who.cid, item.dst_cid, item.range, item.result, item.status, session.task_id
         );
         Stats::inc(&self.stats.polls);
-        let (status, body) = self.control.get(&target).await?;
+        let (status, body) = session.control.get(&target).await?;
         if status != 200 {
             return Err(SimError::Transport(format!("/peer/task: HTTP {status}: {}", lossy(&body))));
         }

@@ -1,7 +1,7 @@
 //! `dfget-sim`: one dfget 1.0.6-compatible download through a supernode, report printed as JSON.
 //!
 //! ```text
-//! dfget-sim --node 127.0.0.1:8002 --url http://127.0.0.1:8080/f.bin --output /tmp/f.bin \
+//! dfget-sim --node 127.0.0.1:8002[,127.0.0.1:8012=2...] --url http://127.0.0.1:8080/f.bin --output /tmp/f.bin \
 //!           [--ip 127.0.0.1] [--port 0] [--md5 M] [--identifier I] [--header 'K: V']... \
 //!           [--callsystem X] [--timeout SECS] [--alivetime SECS] [--corrupt-uploads]
 //! ```
@@ -18,7 +18,9 @@ use dfget_sim::{Peer, PeerConfig, SimError};
 #[derive(Parser, Debug)]
 #[command(name = "dfget-sim", version, about = "A dfget 1.0.6-compatible peer (loopback only)")]
 struct Args {
-    /// Supernode control address HOST:PORT.
+    /// Supernode control addresses HOST[:PORT][=WEIGHT], comma-separated (a node given twice
+    /// weighs twice); the run registers with the first of them in a weighted random order that
+    /// accepts, and moves on to the next when one fails it.
     #[arg(long, short = 'n', default_value = "127.0.0.1:8002")]
     node: String,
     /// URL to download.
@@ -62,7 +64,7 @@ fn secs(s: f64) -> Option<Duration> {
 }
 
 async fn run(args: Args) -> Result<serde_json::Value, SimError> {
-    let mut cfg = PeerConfig::new(args.node, args.url, args.output);
+    let mut cfg = PeerConfig::with_nodes(args.node.split(','), args.url, args.output);
     cfg.ip = args.ip;
     cfg.port = args.port;
     cfg.md5 = args.md5;
@@ -75,6 +77,9 @@ async fn run(args: Args) -> Result<serde_json::Value, SimError> {
     let port = peer.start_uploader()?;
     eprintln!("dfget-sim: cid {} uploader http://{}:{port}{}", peer.cid(), peer.config().ip, peer.path());
     let result = peer.download().await;
+    for node in peer.stats().registrations {
+        eprintln!("dfget-sim: registered with {node}");
+    }
     if let Some(alive) = secs(args.alivetime) {
         let started = std::time::Instant::now();
         loop {

@@ -2,7 +2,9 @@
 //!
 //! A dfget run is one process; here it is one value, so many runs can share a test process.
 //! Their identities (sign, cid, task file name) must still differ, which is why a sign here is
-//! unique per instance, not only per process and millisecond.
+//! unique per instance, not only per process and millisecond. The identity is fixed once for the
+//! whole run: when the run moves to another supernode it registers there with the same cid and
+//! the same uploader port and path, and the uploader keeps serving what the peer holds.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,10 +16,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::{lossy, Control};
-use crate::config::{is_loopback_host, split_node, PeerConfig};
+use crate::config::PeerConfig;
 use crate::control::{FinishData, Run};
 use crate::error::SimError;
-use crate::register::{register, Registrant, Registration};
+use crate::nodes::{parse_nodes, NodeList};
+use crate::register::{Registrant, Registrar, Registration};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::uploader::{Uploader, UploaderState};
 use crate::wire::{get_int, DEFAULT_MIN_RATE, PEER_PATH_PREFIX};
@@ -26,12 +29,14 @@ use crate::wire::{get_int, DEFAULT_MIN_RATE, PEER_PATH_PREFIX};
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub cid: String,
+    /// The task at the supernode the run finished with.
     pub task_id: String,
     pub output: String,
     /// md5 of the output file.
     pub md5: String,
-    /// Source length from the registration.
+    /// Source length from the first registration.
     pub file_length: i64,
+    /// Piece size at the supernode the run finished with.
     pub piece_size: u64,
     pub finish: Option<FinishData>,
     pub duration_secs: f64,
@@ -64,11 +69,9 @@ pub struct Peer {
     sign: String,
     cid: String,
     task_file_name: String,
-    super_node_host: String,
-    node: String,
     stats: Arc<Stats>,
     uploader: Mutex<Option<Uploader>>,
-    registration: Mutex<Option<Registration>>,
+    registrar: Registrar,
     metrics_sent: AtomicBool,
 }
 
@@ -77,7 +80,7 @@ pub type DfgetSim = Peer;
 
 impl fmt::Debug for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peer").field("cid", &self.cid).field("node", &self.node).finish()
+        f.debug_struct("Peer").field("cid", &self.cid).field("node", &self.node()).finish()
     }
 }
 
@@ -90,10 +93,7 @@ impl Peer {
         if config.url.is_empty() {
             return Err(SimError::Config("url: empty".into()));
         }
-        let (host, node) = split_node(config.node.trim());
-        if !is_loopback_host(&host) {
-            return Err(SimError::Config(format!("node {host} is not a loopback address")));
-        }
+        let nodes = NodeList::new(parse_nodes(&config.nodes)?, config.node_order_seed);
         let base = config
             .output
             .file_name()
@@ -105,11 +105,9 @@ impl Peer {
             cid: format!("{}-{sign}", config.ip),
             task_file_name: format!("{base}-{sign}"),
             sign,
-            super_node_host: host,
-            node,
             stats: Arc::new(Stats::default()),
             uploader: Mutex::new(None),
-            registration: Mutex::new(None),
+            registrar: Registrar::new(nodes),
             metrics_sent: AtomicBool::new(false),
             config,
         })
@@ -139,12 +137,17 @@ impl Peer {
         format!("{PEER_PATH_PREFIX}{}", self.task_file_name)
     }
 
-    /// The registration reply, once registered.
+    /// The reply of the registration in use, once registered.
     pub fn registration(&self) -> Option<Registration> {
-        self.registration.lock().ok().and_then(|r| r.clone())
+        self.registrar.current().map(|r| r.reg)
     }
 
-    /// The task id, once registered.
+    /// The supernode (`host:port`) the run is registered with, once registered.
+    pub fn node(&self) -> Option<String> {
+        self.registrar.current().map(|r| r.node.addr)
+    }
+
+    /// The task id at the supernode in use, once registered.
     pub fn task_id(&self) -> Option<String> {
         self.registration().map(|r| r.task_id)
     }
@@ -196,27 +199,16 @@ impl Peer {
         }
     }
 
-    fn control(&self) -> Control {
-        Control::new(&self.node, self.config.control_timeout)
+    fn registrant(&self, port: u16) -> Registrant {
+        Registrant { cid: self.cid.clone(), port, path: self.path() }
     }
 
-    fn run<'a>(&'a self, control: &'a Control) -> Run<'a> {
-        Run { control, config: &self.config, cid: &self.cid, stats: &self.stats }
-    }
-
-    /// `POST /peer/registry` as dfget sends it (starts the uploader first if needed).
+    /// `POST /peer/registry` as dfget sends it (starts the uploader first if needed): to the
+    /// first supernode of the shuffled list that accepts, or again to the one in use when the
+    /// run is registered already.
     pub async fn register(&self) -> Result<Registration, SimError> {
-        let port = self.start_uploader()?;
-        self.register_with(&self.control(), port).await
-    }
-
-    async fn register_with(&self, ctl: &Control, port: u16) -> Result<Registration, SimError> {
-        let who = Registrant { super_node_host: &self.super_node_host, cid: &self.cid, port, path: self.path() };
-        let reg = register(ctl, &self.config, who).await?;
-        if let Ok(mut r) = self.registration.lock() {
-            *r = Some(reg.clone());
-        }
-        Ok(reg)
+        let who = self.registrant(self.start_uploader()?);
+        self.registrar.register_again_or_next(&self.config, &who, &self.stats).await.map(|r| r.reg)
     }
 
     /// Runs the download (registering first unless [`Peer::register`] was called), then posts
@@ -224,11 +216,12 @@ impl Peer {
     pub async fn download(&self) -> Result<Report, SimError> {
         let started = Instant::now();
         let port = self.start_uploader()?;
-        let ctl = self.control();
-        let reg = match self.registration() {
+        let who = self.registrant(port);
+        let first = match self.registrar.current() {
             Some(r) => r,
-            None => self.register_with(&ctl, port).await?,
+            None => self.registrar.register(&self.config, &who, &self.stats).await?,
         };
+        let reg = &first.reg;
         let timeout = self.config.download_timeout.unwrap_or_else(|| {
             if reg.file_length <= 0 {
                 Duration::from_secs(300)
@@ -236,8 +229,8 @@ impl Peer {
                 Duration::from_secs(reg.file_length as u64 / DEFAULT_MIN_RATE + 10)
             }
         });
-        let run = self.run(&ctl);
-        let result = match tokio::time::timeout(timeout, run.download(&reg)).await {
+        let run = Run { config: &self.config, who: &who, registrar: &self.registrar, stats: &self.stats };
+        let result = match tokio::time::timeout(timeout, run.download(&first)).await {
             Ok(r) => r,
             Err(_) => Err(SimError::Timeout(timeout)),
         };
@@ -247,27 +240,30 @@ impl Peer {
             Err(_) => "1000",
         };
         if !self.metrics_sent.swap(true, Ordering::Relaxed) {
-            run.report_metrics(&reg, port, started.elapsed(), result.is_ok(), bsr).await;
+            run.report_metrics(reg, port, started.elapsed(), result.is_ok(), bsr).await;
         }
         let (md5, finish) = result?;
+        let last = self.registration().unwrap_or_else(|| reg.clone());
         Ok(Report {
             cid: self.cid.clone(),
-            task_id: reg.task_id.clone(),
+            task_id: last.task_id,
             output: self.config.output.display().to_string(),
             md5,
             file_length: reg.file_length,
-            piece_size: reg.piece_size,
+            piece_size: last.piece_size,
             finish,
             duration_secs: started.elapsed().as_secs_f64(),
             stats: self.stats.snapshot(),
         })
     }
 
-    /// `/peer/service/down?taskId=&cid=`; returns the ResultInfo code (612 expected).
+    /// `/peer/service/down?taskId=&cid=` to the supernode in use; returns the ResultInfo code
+    /// (612 expected).
     pub async fn service_down(&self) -> Result<i64, SimError> {
-        let task_id = self.task_id().ok_or(SimError::NotRegistered)?;
-        let (status, body) =
-            self.control().get(&format!("/peer/service/down?taskId={task_id}&cid={}", self.cid)).await?;
+        let current = self.registrar.current().ok_or(SimError::NotRegistered)?;
+        let control = Control::new(&current.node.addr, self.config.control_timeout);
+        let target = format!("/peer/service/down?taskId={}&cid={}", current.reg.task_id, self.cid);
+        let (status, body) = control.get(&target).await?;
         if status != 200 {
             return Err(SimError::Transport(format!("/peer/service/down: HTTP {status}: {}", lossy(&body))));
         }

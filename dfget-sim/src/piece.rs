@@ -4,6 +4,10 @@
 //! loop learns the outcome only through a queue, the supernode through `/peer/piece/suc` or
 //! `/peer/piece/error`. In source mode (`cdnSource: source`) pieces are bare source bytes and
 //! may come straight from the origin, which then has to be on loopback too.
+//!
+//! A run may move to another supernode while pieces are under way. Like dfget, a piece reports
+//! its success to the supernode that handed it out (its [`Session`]), and its outcome reaches
+//! the poll loop tagged with that supernode, so the loop can tell old outcomes from new ones.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -21,7 +25,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::client::{lossy, stale_connection, Control};
 use crate::config::is_loopback_host;
 use crate::error::SimError;
-use crate::stats::Stats;
+use crate::stats::{FetchedPiece, Stats};
 use crate::wire::{
     get_int, get_str, md5_hex, reply_code, DEFAULT_MIN_RATE, DFGET_VERSION, PIECE_META, PIECE_REPORT_OK, RESULT_FAIL,
     RESULT_INVALID, RESULT_SEMISUC, STATUS_RUNNING, STATUS_START, SUPER_CID_PREFIX,
@@ -77,13 +81,46 @@ pub(crate) struct Item {
     pub(crate) range: String,
     pub(crate) result: u32,
     pub(crate) status: u32,
+    /// The supernode (`host:port`) whose session the item belongs to.
+    pub(crate) node: String,
+    /// That session's piece size; 0 for items that belong to no piece size.
+    pub(crate) piece_size: u64,
 }
 
 impl Item {
     /// The first poll's item: no piece, `result=502&status=700`.
-    pub(crate) fn start() -> Self {
-        Item { dst_cid: String::new(), range: String::new(), result: RESULT_INVALID, status: STATUS_START }
+    pub(crate) fn start(node: &str) -> Self {
+        Item {
+            dst_cid: String::new(),
+            range: String::new(),
+            result: RESULT_INVALID,
+            status: STATUS_START,
+            node: node.to_string(),
+            piece_size: 0,
+        }
     }
+
+    /// A successful piece from `dst_cid`, reported in the session `s`.
+    pub(crate) fn success(s: &Session, dst_cid: &str, range: &str) -> Self {
+        Item {
+            dst_cid: dst_cid.to_string(),
+            range: range.to_string(),
+            result: RESULT_SEMISUC,
+            status: STATUS_RUNNING,
+            node: s.node.clone(),
+            piece_size: s.piece_size,
+        }
+    }
+}
+
+/// The supernode a run is registered with for a while: where its control requests go and the
+/// task it has there. A migration starts a new session.
+pub(crate) struct Session {
+    /// `host:port`.
+    pub(crate) node: String,
+    pub(crate) control: Control,
+    pub(crate) task_id: String,
+    pub(crate) piece_size: u64,
 }
 
 /// Messages from piece tasks to the poll loop.
@@ -95,9 +132,10 @@ pub(crate) enum Event {
 
 /// What the piece tasks of one run share.
 pub(crate) struct Shared {
-    pub(crate) control: Control,
+    /// The session in use (the poll loop replaces it when the run migrates).
+    pub(crate) session: RefCell<Rc<Session>>,
     pub(crate) cid: String,
-    pub(crate) task_id: String,
+    /// From the first registration: dfget keeps it across migrations.
     pub(crate) cdn_source: String,
     pub(crate) file: Arc<File>,
     /// The client for piece downloads (separate from the control plane's).
@@ -109,10 +147,16 @@ pub(crate) struct Shared {
     pub(crate) sem: Semaphore,
     pub(crate) piece_timeout: Option<Duration>,
     pub(crate) piece_delay: Duration,
-    /// Source length from the registration.
+    /// Source length from the first registration.
     pub(crate) file_length: i64,
     /// Piece numbers written so far.
     pub(crate) held: RefCell<HashSet<u64>>,
+}
+
+impl Shared {
+    pub(crate) fn session(&self) -> Rc<Session> {
+        self.session.borrow().clone()
+    }
 }
 
 /// A piece error for `/peer/piece/error`.
@@ -144,8 +188,10 @@ fn failed(why: impl Into<String>) -> PieceFailure {
     PieceFailure { why: why.into(), report: None }
 }
 
-/// One piece download (dfget's PowerClient): Ok(payload written) or the failure.
-async fn download_piece(sh: &Shared, it: &PieceTask) -> Result<(), PieceFailure> {
+/// One piece download (dfget's PowerClient) handed out in `session`: Ok(true) when the payload
+/// was written, Ok(false) when it was not because the run has since moved to a supernode with
+/// another piece size (its pieces are numbered differently), or the failure.
+async fn download_piece(sh: &Shared, session: &Session, it: &PieceTask) -> Result<bool, PieceFailure> {
     let source_mode = sh.cdn_source == "source";
     let (url, host) = if it.path.contains("://") {
         let host = it.path.split("://").nth(1).and_then(|r| r.split(['/', '?']).next()).unwrap_or("").to_string();
@@ -207,6 +253,9 @@ async fn download_piece(sh: &Shared, it: &PieceTask) -> Result<(), PieceFailure>
     if !source_mode && (body.len() as u64) < PIECE_META {
         return Err(failed(format!("{what}: {} bytes, shorter than the framing", body.len())));
     }
+    if sh.session().piece_size != session.piece_size {
+        return Ok(false);
+    }
     // md5 check and write off the runtime thread
     let expected = it.piece_md5.split(':').next().unwrap_or("").to_string();
     let file = sh.file.clone();
@@ -220,7 +269,7 @@ async fn download_piece(sh: &Shared, it: &PieceTask) -> Result<(), PieceFailure>
         failed(format!("{what}: write: {e}"))
     };
     match checked {
-        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Ok(()))) => Ok(true),
         Ok(Ok(Err(real))) => Err(PieceFailure {
             why: format!("{what}: md5 {real}, expected {}", it.piece_md5),
             report: Some(ClientError {
@@ -265,52 +314,55 @@ fn check_and_write(
 
 /// The task of one handed-out piece: download it, queue the outcome for the poll loop, report it.
 pub(crate) async fn fetch_piece(sh: Rc<Shared>, it: PieceTask) {
+    let session = sh.session();
     let outcome = {
         let Ok(_permit) = sh.sem.acquire().await else { return };
-        download_piece(&sh, &it).await
+        download_piece(&sh, &session, &it).await
     };
     match outcome {
-        Ok(()) => {
-            if it.cid.starts_with(SUPER_CID_PREFIX) {
-                Stats::inc(&sh.stats.pieces_from_supernode);
-            } else {
-                Stats::inc(&sh.stats.pieces_from_peers);
-            }
+        Ok(true) => {
+            let from_supernode = it.cid.starts_with(SUPER_CID_PREFIX);
+            Stats::inc(if from_supernode { &sh.stats.pieces_from_supernode } else { &sh.stats.pieces_from_peers });
+            let fetched = FetchedPiece {
+                piece_num: it.piece_num,
+                range: it.range.clone(),
+                cid: it.cid.clone(),
+                addr: format!("{}:{}", it.peer_ip, it.peer_port),
+                from_supernode,
+                node: session.node.clone(),
+            };
+            Stats::push(&sh.stats.fetched, fetched);
             sh.held.borrow_mut().insert(it.piece_num);
             if !sh.piece_delay.is_zero() {
                 tokio::time::sleep(sh.piece_delay).await;
             }
-            let item = Item {
-                dst_cid: it.cid.clone(),
-                range: it.range.clone(),
-                result: RESULT_SEMISUC,
-                status: STATUS_RUNNING,
-            };
+            let item = Item::success(&session, &it.cid, &it.range);
             let _ = sh.tx.send(Event::Outcome(item.clone()));
-            report_success(sh.clone(), item).await;
+            report_success(sh.clone(), session, item).await;
         }
+        Ok(false) => {}
         Err(PieceFailure { why, report: client_error }) => {
             Stats::inc(&sh.stats.piece_failures);
             sh.stats.piece_error(why);
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let item =
-                Item { dst_cid: it.cid.clone(), range: it.range.clone(), result: RESULT_FAIL, status: STATUS_RUNNING };
+            let item = Item { result: RESULT_FAIL, ..Item::success(&session, &it.cid, &it.range) };
             let _ = sh.tx.send(Event::Outcome(item));
             if let Some(err) = client_error {
-                report_client_error(&sh, err).await;
+                report_client_error(&sh, &session.task_id, err).await;
             }
         }
     }
 }
 
-/// `/peer/piece/suc`: 3 attempts, 50–550 ms apart; a success wakes the poll loop's back-off.
-pub(crate) async fn report_success(sh: Rc<Shared>, item: Item) {
+/// `/peer/piece/suc` to the supernode of `session`: 3 attempts, 50–550 ms apart; a success wakes
+/// the poll loop's back-off.
+pub(crate) async fn report_success(sh: Rc<Shared>, session: Rc<Session>, item: Item) {
     let target = format!(
         "/peer/piece/suc?taskId={}&cid={}&dstCid={}&pieceRange={}",
-        sh.task_id, sh.cid, item.dst_cid, item.range
+        session.task_id, sh.cid, item.dst_cid, item.range
     );
     for _ in 0..3 {
-        let why = match sh.control.get(&target).await {
+        let why = match session.control.get(&target).await {
             Ok((200, body)) => {
                 if reply_code(&body) == Some(PIECE_REPORT_OK) {
                     Stats::inc(&sh.stats.suc_reports_ok);
@@ -333,17 +385,19 @@ pub(crate) async fn report_success(sh: Rc<Shared>, item: Item) {
 
 /// `/peer/piece/error` in dfget's key order; dfget ignores the answer, and so does this.
 /// `FILE_NOT_EXIST` (after a 404) carries only the cids and the task, `FILE_MD5_NOT_MATCH` all
-/// fields, with the md5 part of `pieceMd5` (no `:length`) as the expected md5.
-async fn report_client_error(sh: &Shared, e: ClientError) {
+/// fields, with the md5 part of `pieceMd5` (no `:length`) as the expected md5. As in dfget, the
+/// report names the task of the supernode that handed the piece out (`task_id`) but goes to the
+/// supernode in use when the download failed.
+async fn report_client_error(sh: &Shared, task_id: &str, e: ClientError) {
     match e.error_type {
         "FILE_MD5_NOT_MATCH" => Stats::inc(&sh.stats.md5_errors_reported),
         _ => Stats::inc(&sh.stats.not_exist_reported),
     }
     let target = format!(
         "/peer/piece/error?errorType={}&srcCid={}&dstCid={}&dstIp={}&taskId={}&range={}&realMd5={}&expectedMd5={}",
-        e.error_type, sh.cid, e.dst_cid, e.dst_ip, sh.task_id, e.range, e.real_md5, e.expected_md5
+        e.error_type, sh.cid, e.dst_cid, e.dst_ip, task_id, e.range, e.real_md5, e.expected_md5
     );
-    let _ = sh.control.get(&target).await;
+    let _ = sh.session().control.get(&target).await;
 }
 
 #[cfg(test)]

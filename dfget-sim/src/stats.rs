@@ -29,6 +29,27 @@ pub(crate) struct Stats {
     pub(crate) codes: Mutex<BTreeMap<i64, u64>>,
     pub(crate) last_suc_error: Mutex<String>,
     pub(crate) piece_errors: Mutex<Vec<String>>,
+    pub(crate) pieces_already_held: AtomicU64,
+    pub(crate) migrations: AtomicU64,
+    pub(crate) registrations: Mutex<Vec<String>>,
+    pub(crate) registration_failures: Mutex<Vec<String>>,
+    pub(crate) fetched: Mutex<Vec<FetchedPiece>>,
+}
+
+/// One piece this run fetched, and from where.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FetchedPiece {
+    pub piece_num: u64,
+    pub range: String,
+    /// The source's cid from the 601 item (`cdnnode:…` for a supernode).
+    pub cid: String,
+    /// The source's `peerIp:peerPort` from the 601 item (a supernode's download port for CDN
+    /// pieces, the serving peer's uploader otherwise).
+    pub addr: String,
+    /// Whether the source is a supernode (its cid starts with `cdnnode:`).
+    pub from_supernode: bool,
+    /// The supernode (`host:port`) this run was registered with when the piece was handed out.
+    pub node: String,
 }
 
 /// Live counters of a peer (readable while it downloads).
@@ -64,6 +85,21 @@ pub struct StatsSnapshot {
     pub stalls: u64,
     /// 601 replies whose data could not be decoded.
     pub bad_replies: u64,
+    /// 601 items for pieces already held: reported with `/peer/piece/suc`, not fetched again.
+    pub pieces_already_held: u64,
+    /// Times a `/peer/task` failure made the run register with another supernode (successful
+    /// or not).
+    pub migrations: u64,
+    /// The supernodes (`host:port`) the run registered with, in order.
+    pub registrations: Vec<String>,
+    /// `<host:port>: <why>` for each registration attempt a supernode did not accept.
+    pub registration_failures: Vec<String>,
+    /// Every piece fetched and written, in the order they completed.
+    pub fetched: Vec<FetchedPiece>,
+}
+
+fn copy<T: Clone + Default>(m: &Mutex<T>) -> T {
+    m.lock().map(|v| v.clone()).unwrap_or_default()
 }
 
 impl Stats {
@@ -78,13 +114,24 @@ impl Stats {
             uploads_served: g(&self.uploads_served),
             upload_bytes: g(&self.upload_bytes),
             polls: g(&self.polls),
-            poll_codes: self.codes.lock().map(|c| c.clone()).unwrap_or_default(),
+            poll_codes: copy(&self.codes),
             suc_reports_ok: g(&self.suc_reports_ok),
             suc_reports_failed: g(&self.suc_reports_failed),
-            last_suc_error: self.last_suc_error.lock().map(|s| s.clone()).unwrap_or_default(),
-            piece_errors: self.piece_errors.lock().map(|s| s.clone()).unwrap_or_default(),
+            last_suc_error: copy(&self.last_suc_error),
+            piece_errors: copy(&self.piece_errors),
             stalls: g(&self.stalls),
             bad_replies: g(&self.bad_replies),
+            pieces_already_held: g(&self.pieces_already_held),
+            migrations: g(&self.migrations),
+            registrations: copy(&self.registrations),
+            registration_failures: copy(&self.registration_failures),
+            fetched: copy(&self.fetched),
+        }
+    }
+
+    pub(crate) fn push<T>(list: &Mutex<Vec<T>>, v: T) {
+        if let Ok(mut l) = list.lock() {
+            l.push(v);
         }
     }
 

@@ -36,6 +36,12 @@ pub(crate) const PEER_CONTINUE: i64 = 601;
 pub(crate) const PEER_WAIT: i64 = 602;
 pub(crate) const PEER_LIMITED: i64 = 603;
 pub(crate) const PIECE_REPORT_OK: i64 = 611;
+/// Registration: the source cannot be fetched.
+pub(crate) const CODE_URL_NOT_REACHABLE: i64 = 607;
+/// Registration: the source needs authorisation.
+pub(crate) const CODE_NEED_AUTH: i64 = 608;
+/// Registration: the authorisation is being checked; ask again.
+pub(crate) const CODE_WAIT_AUTH: i64 = 609;
 /// `/peer/service/down` success code.
 pub const PEER_DOWN_OK: i64 = 612;
 
