@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use supernode_actors::cdn::policy::{PolicyError, PolicyList, DEFAULT_DENY};
 use supernode_actors::cdn::{CdnConfig, SourcePolicy};
+use supernode_actors::cluster::ClusterConfig;
 use supernode_actors::gc::GcConfig;
 use supernode_actors::preheat::PreheatConfig;
 use supernode_actors::scheduler::SchedulerConfig;
@@ -53,6 +54,10 @@ pub struct Cli {
     /// Bearer token for the mutating /api/v1 and preheat endpoints (prefer the environment variable).
     #[arg(long, env = "SUPERNODE_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Cluster mode: the Redis shared by the supernodes (`redis://host:port[/db]`,
+    /// `redis+sentinel://…`, `redis+cluster://…`). Sets `[cluster] redis_url`.
+    #[arg(long, env = "SUPERNODE_CLUSTER_REDIS_URL", hide_env_values = true)]
+    pub cluster_redis_url: Option<String>,
 }
 
 /// `[server]`: listeners, identity, logging and request limits.
@@ -104,6 +109,7 @@ pub struct Config {
     pub preheat: PreheatConfig,
     pub gc: GcConfig,
     pub security: SecurityConfig,
+    pub cluster: ClusterConfig,
 }
 
 /// `[security]`: what the supernode fetches, who may register, who may change things.
@@ -217,10 +223,33 @@ fn source_policy(security: &SecurityConfig, file: Option<&Path>) -> Result<Sourc
     })
 }
 
+/// A cluster URL that cannot be used stops the start, naming the key.
+fn check_cluster(cluster: &ClusterConfig, file: Option<&Path>) -> Result<(), ConfigError> {
+    if !cluster.enabled() {
+        return Ok(());
+    }
+    let bad = |message: String| ConfigError::Parse {
+        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
+        key: "cluster.redis_url".into(),
+        message,
+    };
+    supernode_actors::cluster::RedisStore::new(&cluster.redis_url, &cluster.key_prefix)
+        .map_err(|e| bad(e.to_string()))?;
+    if cluster.member_ttl <= cluster.renew_interval {
+        return Err(ConfigError::Parse {
+            path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
+            key: "cluster.member_ttl".into(),
+            message: "must be longer than cluster.renew_interval, or members expire between renewals".into(),
+        });
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Settings for `config` as it is, with the home directory and advertised address given.
     pub fn from_config(config: Config, home_dir: PathBuf, advertise_ip: Ipv4Addr) -> Result<Settings, ConfigError> {
         let source_policy = source_policy(&config.security, None)?;
+        check_cluster(&config.cluster, None)?;
         Ok(Settings { config, home_dir, advertise_ip, source_policy })
     }
 
@@ -255,7 +284,11 @@ impl Settings {
         if let Some(t) = &cli.api_token {
             config.security.api_token = t.clone();
         }
+        if let Some(url) = &cli.cluster_redis_url {
+            config.cluster.redis_url = url.clone();
+        }
         let source_policy = source_policy(&config.security, cli.config.as_deref())?;
+        check_cluster(&config.cluster, cli.config.as_deref())?;
         let s = &config.server;
         let home_dir = s.home_dir.clone().unwrap_or_else(default_home_dir);
         std::fs::create_dir_all(&home_dir).map_err(|source| ConfigError::HomeDir { path: home_dir.clone(), source })?;
@@ -311,6 +344,21 @@ mod tests {
         config.security.source_allow = vec!["not a host".into()];
         let err = Settings::from_config(config, dir.path().into(), Ipv4Addr::LOCALHOST).unwrap_err().to_string();
         assert!(err.contains("security.source_allow[0]"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_url_that_cannot_be_used_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = Cli {
+            cluster_redis_url: Some("http://not-redis".into()),
+            home_dir: Some(dir.path().join("home")),
+            ..Cli::default()
+        };
+        let err = Settings::resolve(&cli).unwrap_err().to_string();
+        assert!(err.contains("cluster.redis_url"), "{err}");
+        let cli = Cli { cluster_redis_url: Some("redis://127.0.0.1:1/0".into()), ..cli };
+        let s = Settings::resolve(&cli).expect("a well-formed URL is enough to start: Redis may come later");
+        assert!(s.config.cluster.enabled());
     }
 
     #[test]

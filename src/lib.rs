@@ -17,6 +17,8 @@ use actix_web::{web, App, HttpServer};
 use supernode_actors::cdn::store::CacheStore;
 use supernode_actors::cdn::{scan, CdnManager};
 use supernode_actors::clock::{SharedClock, SystemClock};
+use supernode_actors::cluster::forward::Forwarder;
+use supernode_actors::cluster::{ClusterActor, ClusterDeps, ClusterView, Member, NodeId, RedisStore};
 use supernode_actors::gc::{GcActor, GcReport, GcTargets, RunGc};
 use supernode_actors::metrics::Metrics;
 use supernode_actors::peer_registry::{PeerKind, RegisterPeer};
@@ -69,6 +71,8 @@ pub enum StartError {
     Cache { home: String, source: std::io::Error },
     #[error("registering the super peer: {0}")]
     SuperPeer(String),
+    #[error("cluster.redis_url: {0}")]
+    Cluster(String),
 }
 
 /// Starts the actors and both listeners on the system clock. Must run inside an actix system.
@@ -104,13 +108,26 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
         .map_err(|e| StartError::SuperPeer(e.to_string()))?
         .info;
 
-    // Bind first: the download port's real number (it may be 0 in tests) is what clients are told.
+    // Bind first: the real port numbers (they may be 0 in tests) are what clients and the
+    // other nodes of a cluster are told.
     let download_bind = SocketAddr::new(server_cfg.listen_host, server_cfg.download_port);
     let control_bind = SocketAddr::new(server_cfg.listen_host, server_cfg.port);
-    let download_listener = std::net::TcpListener::bind(download_bind)
-        .map_err(|source| StartError::Bind { addr: download_bind, source })?;
-    let download_addr =
-        download_listener.local_addr().map_err(|source| StartError::Bind { addr: download_bind, source })?;
+    let bind = |addr: SocketAddr| {
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        Ok::<_, StartError>((listener, bound))
+    };
+    let (download_listener, download_addr) = bind(download_bind)?;
+    let (control_listener, control_addr) = bind(control_bind)?;
+    let me = Member {
+        id: NodeId::new(settings.advertise_ip, control_addr.port()),
+        advertise_ip: settings.advertise_ip,
+        port: control_addr.port(),
+        download_port: download_addr.port(),
+        super_peer: super_peer.id.clone(),
+        started_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    let cluster = &cfg.cluster;
 
     let scheduler = PieceScheduler::new(
         cfg.scheduler.clone(),
@@ -119,8 +136,8 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
         download_addr.port(),
         metrics.clone(),
         clock.clone(),
-    )
-    .start();
+    );
+    let scheduler = if cluster.enabled() { scheduler.in_cluster(me.id.clone()) } else { scheduler }.start();
     // The CDN reads and writes files: its own thread, so disk work never stalls the scheduler.
     let cdn = {
         let (cdn_cfg, files, metrics, policy, clock) =
@@ -135,8 +152,22 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
         fail_access_interval: cfg.cdn.fail_access_interval,
         open_wait: cfg.cdn.source_head_timeout + cfg.cdn.source_connect_timeout,
     };
-    let next = Neighbours { cdn: cdn.clone(), scheduler: scheduler.clone(), peers: peers.clone() };
-    let tasks = TaskManager::new(&found.files, next, metrics.clone(), clock.clone(), limits).start();
+    let forwarder = cluster.enabled().then(|| Forwarder::new(Some(cfg.security.api_token.clone())));
+    let next = Neighbours { cdn: cdn.clone(), scheduler: scheduler.clone(), peers: peers.clone(), forwarder };
+    let view = ClusterView::alone(me.clone());
+    let tasks = TaskManager::new(&found.files, next, view, metrics.clone(), clock.clone(), limits).start();
+    if cluster.enabled() {
+        let store =
+            RedisStore::new(&cluster.redis_url, &cluster.key_prefix).map_err(|e| StartError::Cluster(e.to_string()))?;
+        let deps = ClusterDeps {
+            scheduler: scheduler.clone(),
+            tasks: tasks.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+        };
+        ClusterActor::new(cluster.clone(), me.clone(), Arc::new(store), deps).start();
+        tracing::info!(node = %me.id, "cluster mode");
+    }
 
     let targets =
         GcTargets { peers: peers.clone(), tasks: tasks.clone(), scheduler: scheduler.clone(), cdn: cdn.clone() };
@@ -174,9 +205,8 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     .client_request_timeout(Duration::from_secs(600))
     .keep_alive(Duration::from_secs(600))
     .shutdown_timeout(server_cfg.shutdown_timeout_secs)
-    .bind(control_bind)
+    .listen(control_listener)
     .map_err(|source| StartError::Bind { addr: control_bind, source })?;
-    let control_addr = control.addrs()[0];
 
     let download_state = web::Data::new(download::DownloadState { cdn });
     let download = HttpServer::new(move || {

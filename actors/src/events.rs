@@ -1,10 +1,12 @@
 //! Messages that flow one way, CDN → tasks → scheduler, so that none of these actors needs
 //! the others' internals. Imports only the vocabulary.
 
+use std::net::Ipv4Addr;
+
 use actix::{Message, Recipient};
 
 use crate::failure::CdnFailure;
-use crate::ids::TaskId;
+use crate::ids::{ClientId, PeerId, TaskId};
 use crate::piece::PieceDigest;
 use crate::status::CdnStatus;
 
@@ -69,6 +71,16 @@ pub struct CdnPieces {
     pub digests: Vec<PieceDigest>,
 }
 
+/// Which supernode serves a task's CDN pieces.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CdnHost {
+    /// This one, from its own cache.
+    #[default]
+    Local,
+    /// The task's owner in a cluster, on its download port.
+    Remote { ip: Ipv4Addr, port: u16, cid: ClientId, peer: PeerId },
+}
+
 /// TaskManager → PieceScheduler: what the scheduler needs to know of a task, after any change.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -77,6 +89,7 @@ pub struct TaskStatusChanged {
     pub run_id: u64,
     pub task_url: String,
     pub status: CdnStatus,
+    pub http_len: Option<u64>,
     pub piece_size: u64,
     pub piece_total: u64,
     pub file_length: u64,
@@ -85,6 +98,7 @@ pub struct TaskStatusChanged {
     pub failure: Option<CdnFailure>,
     /// An operator paused the task: its clients are told to wait.
     pub paused: bool,
+    pub cdn_host: CdnHost,
 }
 
 /// TaskManager → PieceScheduler: the task is gone, with every client of it.

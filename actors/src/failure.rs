@@ -82,6 +82,9 @@ pub enum CdnFailure {
     /// A 304 confirmed the cached copy, which could then not be read back.
     #[error("cached copy unreadable: {0}")]
     CacheUnreadable(String),
+    /// The run failed at the task's owner in a cluster, with that status and reason.
+    #[error("{reason}")]
+    AtOwner { status: CdnStatus, reason: String },
 }
 
 impl CdnFailure {
@@ -89,6 +92,7 @@ impl CdnFailure {
     pub fn status(&self) -> CdnStatus {
         match self {
             CdnFailure::Source(SourceFailure::Auth(_) | SourceFailure::Status(_)) => CdnStatus::SourceError,
+            CdnFailure::AtOwner { status: CdnStatus::SourceError, .. } => CdnStatus::SourceError,
             _ => CdnStatus::Failed,
         }
     }

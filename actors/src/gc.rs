@@ -269,8 +269,9 @@ mod tests {
             fail_access_interval: Duration::from_secs(180),
             open_wait: Duration::from_secs(5),
         };
-        let next = Neighbours { cdn: cdn.clone(), scheduler: scheduler.clone(), peers: peers.clone() };
-        let tasks = TaskManager::new(&[], next, metrics.clone(), shared.clone(), limits).start();
+        let next = Neighbours { cdn: cdn.clone(), scheduler: scheduler.clone(), peers: peers.clone(), forwarder: None };
+        let view = crate::cluster::ClusterView::alone(crate::cluster::view::member(1));
+        let tasks = TaskManager::new(&[], next, view, metrics.clone(), shared.clone(), limits).start();
         let targets = GcTargets { peers, tasks, scheduler: scheduler.clone(), cdn };
         let gc = GcActor::new(config, 0, targets, metrics.clone(), shared).start();
         Gc { gc, scheduler, clock, metrics, _home: home }

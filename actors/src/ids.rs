@@ -14,8 +14,17 @@ use sha2::{Digest, Sha256};
 const ID_SALT: &[u8; 32] = b">I$pg-~AS~sP'rqu_`Oh&lz#9]\"=;nE%";
 
 /// A task ID: 64 lowercase hex characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
 pub struct TaskId(String);
+
+/// Read back only what [`TaskId::parse`] accepts, wherever it comes from.
+impl<'de> Deserialize<'de> for TaskId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TaskId, D::Error> {
+        let s = String::deserialize(d)?;
+        TaskId::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a task ID")))
+    }
+}
 
 impl TaskId {
     /// `sha256(K + taskURL + sign + range + K)`, where sign is the md5 when one is given and
@@ -59,7 +68,8 @@ fn is_sha256_hex(s: &str) -> bool {
 
 /// A peer ID. Clients get a stable `<hostName>-<IP>`, so a host registering again is the same
 /// peer; the super peer carries a suffix no registration can produce.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct PeerId(String);
 
 impl PeerId {
@@ -83,7 +93,8 @@ impl PeerId {
 
 /// A client ID (dfget's `cid`): one dfget run, unique per process. The supernode has one per
 /// task: `cdnnode:<advertiseIP>~<taskID>`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ClientId(String);
 
 impl ClientId {

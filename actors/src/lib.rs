@@ -14,6 +14,7 @@
 
 pub mod cdn;
 pub mod clock;
+pub mod cluster;
 pub mod events;
 pub mod failure;
 pub mod gc;

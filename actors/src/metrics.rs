@@ -44,6 +44,8 @@ pub struct Metrics {
     pub cache_files: IntGauge,
     pub pieces_served: IntCounterVec,
     pub clients: IntGauge,
+    pub cluster_healthy: IntGauge,
+    pub cluster_members: IntGauge,
     pub build_info: GaugeVec,
 }
 
@@ -159,6 +161,14 @@ impl Metrics {
                 &["source"],
             )?,
             clients: IntGauge::with_opts(sn("clients", "dfget clients (downloads) known to the scheduler"))?,
+            cluster_healthy: IntGauge::with_opts(sn(
+                "cluster_healthy",
+                "1 while the cluster store answers (or cluster mode is off), 0 while this node serves alone",
+            ))?,
+            cluster_members: IntGauge::with_opts(sn(
+                "cluster_members",
+                "live supernodes in the cluster, this one included",
+            ))?,
             build_info: GaugeVec::new(
                 sn("build_info", "build identity"),
                 &["version", "revision", "os", "arch", "goversion"],
@@ -198,9 +208,14 @@ impl Metrics {
         r.register(Box::new(m.cache_files.clone()))?;
         r.register(Box::new(m.pieces_served.clone()))?;
         r.register(Box::new(m.clients.clone()))?;
+        r.register(Box::new(m.cluster_healthy.clone()))?;
+        r.register(Box::new(m.cluster_members.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        // A single node is a healthy cluster of one until cluster mode says otherwise.
+        m.cluster_healthy.set(1);
+        m.cluster_members.set(1);
         Ok(m)
     }
 }

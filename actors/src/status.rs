@@ -1,7 +1,10 @@
 //! Where a task's CDN copy is. Part of the vocabulary: imports nothing of the crate.
 
+use serde::{Deserialize, Serialize};
+
 /// The CDN status of a task, with Go's names on the wire (`cdnStatus`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CdnStatus {
     /// A run is starting: the source has not answered yet.
     Waiting,

@@ -1,6 +1,7 @@
 //! The control API: handlers only parse and validate the wire request, send a typed
 //! message to an actor and render the reply.
 
+mod cluster;
 pub mod error;
 pub mod json;
 mod middleware;
@@ -103,6 +104,7 @@ fn register(r: &mut RouteSet) {
     preheat::routes(r);
     seeds::routes(r);
     ui::routes(r);
+    cluster::routes(r);
 }
 
 /// Registers every control-API route (unversioned; the prefix is stripped before routing).

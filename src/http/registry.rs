@@ -16,11 +16,12 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use supernode_actors::cdn::source::check_root_cas;
+use supernode_actors::cluster::forward::RefusalKind;
 use supernode_actors::failure::SourceFailure;
 use supernode_actors::peer_registry::{PeerKind, RegisterPeer};
 use supernode_actors::scheduler::ClientRole;
 use supernode_actors::spec::{task_url, SourceTls, TaskSpec};
-use supernode_actors::task_manager::{ClientRequest, Downloader, Pattern, Register, RegisterError};
+use supernode_actors::task_manager::{ClientRequest, Downloader, Pattern, Register, RegisterError, Route};
 use supernode_actors::ClientId;
 
 use super::error::ApiError;
@@ -248,6 +249,13 @@ pub fn register_error_reply(e: &RegisterError) -> HttpResponse {
             ApiError::Overloaded(e.to_string()).error_response()
         }
         (RegisterError::Stopped, _) => ApiError::Unavailable.error_response(),
+        (RegisterError::Owner(r), _) => match r.refusal {
+            RefusalKind::Source => result_msg(ResultCode::UrlNotReachable, &r.message),
+            RefusalKind::Auth(_) => result_msg(ResultCode::NeedAuth, &r.message),
+            RefusalKind::Denied => ApiError::Forbidden(r.message.clone()).error_response(),
+            RefusalKind::Conflict => result_msg(ResultCode::TaskConflict, &r.message),
+            RefusalKind::Limit => ApiError::Overloaded(r.message.clone()).error_response(),
+        },
     }
 }
 
@@ -291,7 +299,10 @@ async fn register(
         as_seed: r.as_seed,
         call_system: call_system.clone(),
     };
-    let registered = state.tasks.send(Register { spec: v.spec, downloader: Downloader::Host { peer, client } }).await?;
+    let registered = state
+        .tasks
+        .send(Register { spec: v.spec, downloader: Downloader::Host { peer, client }, route: Route::ToOwner })
+        .await?;
     let registration = match registered {
         Ok(reg) => reg,
         Err(e) => {

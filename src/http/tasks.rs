@@ -8,10 +8,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use supernode_actors::cdn::CacheFiles;
+use supernode_actors::cluster::forward::RefusalKind;
 use supernode_actors::scheduler::TaskProgress;
 use supernode_actors::spec::{task_url, TaskSpec};
 use supernode_actors::task_manager::{
-    ClientRequest, DeleteTask, Downloader, GetTask, ListTasks, Pattern, Register, RegisterError, Task, UpdateTask,
+    ClientRequest, DeleteTask, Downloader, GetTask, ListTasks, Pattern, Register, RegisterError, Route, Task,
+    UpdateTask,
 };
 use supernode_actors::{ClientId, PeerId, TaskId};
 
@@ -148,6 +150,12 @@ fn register_error(e: RegisterError) -> ApiError {
         RegisterError::Conflict(_) => ApiError::Conflict(e.to_string()),
         RegisterError::UnknownPeer(_) => ApiError::BadRequest(e.to_string()),
         RegisterError::Stopped => ApiError::Unavailable,
+        RegisterError::Owner(r) => match r.refusal {
+            RefusalKind::Source | RefusalKind::Auth(_) => ApiError::SourceFailed(r.message.clone()),
+            RefusalKind::Denied => ApiError::Forbidden(r.message.clone()),
+            RefusalKind::Conflict => ApiError::Conflict(r.message.clone()),
+            RefusalKind::Limit => ApiError::Overloaded(r.message.clone()),
+        },
         RegisterError::Source(_)
         | RegisterError::Remembered(_)
         | RegisterError::OpenTimeout(_)
@@ -196,7 +204,8 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         };
         Downloader::Peer { peer_id: PeerId::from_raw(&r.peer_id), client }
     };
-    let task = state.tasks.send(Register { spec, downloader }).await?.map_err(register_error)?.task;
+    let task =
+        state.tasks.send(Register { spec, downloader, route: Route::ToOwner }).await?.map_err(register_error)?.task;
     let reply = TaskCreateResponse {
         id: task.id.to_string(),
         file_length: task.http_file_length.map_or(-1, |l| l as i64),

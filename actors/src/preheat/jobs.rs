@@ -14,7 +14,7 @@ use crate::cdn::{CacheFiles, CdnManager, CopyError, SourcePolicy, SourceSha256};
 use crate::failure::{CdnFailure, PolicyRefusal, SourceFailure};
 use crate::spec::{task_url, SourceTls, TaskSpec};
 use crate::status::CdnStatus;
-use crate::task_manager::{AwaitTask, DeleteTask, Downloader, Register, RegisterError, TaskManager};
+use crate::task_manager::{AwaitTask, DeleteTask, Downloader, Register, RegisterError, Route, TaskManager};
 
 /// Why a preheat failed; its text is the record's `errorMsg`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -71,7 +71,7 @@ pub async fn run_file(record: Preheat, env: JobEnv) -> Result<(), PreheatError> 
         identifier: record.identifier.clone(),
         ..TaskSpec::default()
     };
-    let registered = env.tasks.send(Register { spec, downloader: Downloader::Nobody }).await?;
+    let registered = env.tasks.send(Register { spec, downloader: Downloader::Nobody, route: Route::ToOwner }).await?;
     let task = registered.map_err(PreheatError::Register)?.task;
     let done = env.tasks.send(AwaitTask(task.id.clone())).await?.ok_or(PreheatError::TaskGone)?;
     match (done.cdn_status, done.failure) {

@@ -22,12 +22,19 @@ impl Handler<TaskStatusChanged> for PieceScheduler {
         task.task_url = msg.task_url;
         task.paused = msg.paused;
         task.failure = msg.failure;
+        task.http_len = msg.http_len;
         if msg.piece_size > 0 {
             task.piece_size = msg.piece_size;
         }
         task.piece_total = msg.piece_total;
         task.file_length = msg.file_length;
         task.real_md5 = msg.real_md5;
+        if task.cdn_host != msg.cdn_host {
+            // The CDN moved (an owner went away, or Redis did): its old pieces are not served.
+            task.cdn_host = msg.cdn_host;
+            task.cdn_pieces.clear();
+            task.cdn_load = 0;
+        }
     }
 }
 
@@ -45,7 +52,7 @@ impl Handler<CdnPieces> for PieceScheduler {
     fn handle(&mut self, msg: CdnPieces, _ctx: &mut Context<Self>) {
         let now = self.clock.now();
         let task = self.tasks.entry(msg.task_id).or_insert_with(|| TaskState::new(msg.run_id, now));
-        if msg.run_id < task.run_id {
+        if msg.run_id < task.run_id || task.cdn_host != crate::events::CdnHost::Local {
             return;
         }
         if msg.run_id > task.run_id {

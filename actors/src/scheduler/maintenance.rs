@@ -48,7 +48,8 @@ impl Handler<Sweep> for PieceScheduler {
         let now = self.clock.now();
         let mut out = SweepResult::default();
         for (id, task) in &self.tasks {
-            for (cid, c) in &task.clients {
+            // Another node's clients are that node's to collect.
+            for (cid, c) in task.clients.iter().filter(|(_, c)| c.is_local()) {
                 if gone(now, c.last_seen, c.role, c.uploader, &msg) {
                     out.removed_clients.push((id.clone(), cid.clone()));
                 }
@@ -62,7 +63,7 @@ impl Handler<Sweep> for PieceScheduler {
             if task.status.is_final() && !recent && now.duration_since(task.last_access) >= msg.task_idle {
                 out.idle_tasks.push(id.clone());
             }
-            out.active_peers.extend(task.clients.values().map(|c| c.peer_id.clone()));
+            out.active_peers.extend(task.clients.values().filter(|c| c.is_local()).map(|c| c.peer_id.clone()));
         }
         MessageResult(out)
     }

@@ -17,8 +17,10 @@
 //! | `queries.rs` | lookups for the API, the ops page and disk GC |
 //! | `seeds.rs` | the seed pattern: heartbeats and the network view |
 //! | `maintenance.rs` | idle clients and tasks, expired pieces |
+//! | `cluster.rs` | in cluster mode: what this node publishes, and the other nodes' clients |
 
 mod assign;
+mod cluster;
 mod config;
 mod feed;
 mod maintenance;
@@ -30,6 +32,7 @@ mod reports;
 mod seeds;
 mod state;
 
+pub use cluster::{LocalState, RemoteState, TakeChanges};
 pub use config::{HandOut, SchedulerConfig};
 pub use maintenance::{Sweep, SweepResult};
 pub use polls::{Assignment, ClientStatus, Poll, PollReply, WaitReason};
@@ -50,9 +53,11 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::clock::{run_every, SharedClock};
+use crate::cluster::view::NodeId;
 use crate::ids::{ClientId, PeerId, TaskId};
 use crate::metrics::Metrics;
 use crate::piece::PieceRange;
+use cluster::ClusterBook;
 use policy::HandOutPolicy;
 use state::{DfgetState, Source, TaskState, UploaderAddr};
 
@@ -71,6 +76,8 @@ pub struct PieceScheduler {
     metrics: Arc<Metrics>,
     clock: SharedClock,
     client_count: usize,
+    /// In cluster mode: what changed since the last sync.
+    book: Option<ClusterBook>,
 }
 
 impl PieceScheduler {
@@ -93,6 +100,20 @@ impl PieceScheduler {
             metrics,
             clock,
             client_count: 0,
+            book: None,
+        }
+    }
+
+    /// Cluster mode: this node publishes its clients and tasks as `node`.
+    pub fn in_cluster(mut self, node: NodeId) -> Self {
+        self.book = Some(ClusterBook::new(node));
+        self
+    }
+
+    /// A local client changed: it is published at the next sync.
+    fn changed(&mut self, task_id: &TaskId, cid: &ClientId) {
+        if let Some(book) = &mut self.book {
+            book.dirty.insert((task_id.clone(), cid.clone()));
         }
     }
 
@@ -140,8 +161,13 @@ impl PieceScheduler {
         self.release_all(task_id, cid);
         if let Some(task) = self.tasks.get_mut(task_id) {
             if let Some(c) = task.clients.remove(cid) {
-                self.client_count -= 1;
-                self.metrics.dfgettasks.with_label_values(&[&c.call_system, c.state.as_str()]).dec();
+                if c.is_local() {
+                    self.client_count -= 1;
+                    self.metrics.dfgettasks.with_label_values(&[&c.call_system, c.state.as_str()]).dec();
+                    if let Some(book) = &mut self.book {
+                        book.gone(task_id, cid);
+                    }
+                }
             }
             task.forget_holder(cid);
         }
@@ -154,7 +180,9 @@ impl PieceScheduler {
         for cid in cids {
             self.remove_client(task_id, &cid);
         }
-        self.tasks.remove(task_id);
+        if let (Some(task), Some(book)) = (self.tasks.remove(task_id), &mut self.book) {
+            book.task_removed(task_id, &task);
+        }
     }
 
     /// The client of `task_id`, or why there is none.

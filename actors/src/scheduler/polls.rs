@@ -9,6 +9,7 @@ use super::assign::{decide, Decision, Limits};
 use super::reports::{PieceResult, SourceRef};
 use super::state::{DfgetState, Running, Source};
 use super::{PieceScheduler, SchedError};
+use crate::events::CdnHost;
 use crate::failure::CdnFailure;
 use crate::ids::{ClientId, PeerId, TaskId};
 use crate::piece::{PieceDigest, PieceRange};
@@ -185,15 +186,21 @@ impl PieceScheduler {
                 Source::Cdn => {
                     task.cdn_load += 1;
                     self.metrics.pieces_served.with_label_values(&["supernode"]).inc();
+                    let (cid, peer_id, peer_ip, peer_port) = match &task.cdn_host {
+                        CdnHost::Local => {
+                            (super_cid.clone(), self.super_peer.clone(), super_ip.clone(), self.download_port)
+                        }
+                        CdnHost::Remote { ip, port, cid, peer } => (cid.clone(), peer.clone(), ip.to_string(), *port),
+                    };
                     Assignment {
                         range: slot,
                         piece_num: n,
                         piece_size: task.piece_size,
                         digest,
-                        cid: super_cid.clone(),
-                        peer_id: self.super_peer.clone(),
-                        peer_ip: super_ip.clone(),
-                        peer_port: self.download_port,
+                        cid,
+                        peer_id,
+                        peer_ip,
+                        peer_port,
                         path: task_id.download_path(),
                     }
                 }

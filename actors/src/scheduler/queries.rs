@@ -36,9 +36,10 @@ impl Handler<Progress> for PieceScheduler {
 
     fn handle(&mut self, _msg: Progress, _ctx: &mut Context<Self>) -> Self::Result {
         let progress = self.tasks.iter().map(|(id, t)| {
-            let finished = t.clients.values().filter(|c| t.piece_total > 0 && c.have_count >= t.piece_total).count();
+            let local = || t.clients.values().filter(|c| c.is_local());
+            let finished = local().filter(|c| t.piece_total > 0 && c.have_count >= t.piece_total).count();
             let p = TaskProgress {
-                clients: t.clients.len(),
+                clients: local().count(),
                 cdn_pieces: t.cdn_pieces.iter().flatten().count(),
                 finished_clients: finished,
             };

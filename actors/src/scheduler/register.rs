@@ -53,14 +53,15 @@ impl Handler<RegisterClient> for PieceScheduler {
             Offer::Seed => ClientRole::Peer,
         };
         let now = self.clock.now();
-        let task = self.tasks.entry(msg.task_id).or_insert_with(|| TaskState::new(0, now));
+        let task = self.tasks.entry(msg.task_id.clone()).or_insert_with(|| TaskState::new(0, now));
         task.last_access = now;
         let client = Client {
             super_node_ip: msg.super_node_ip,
             call_system: msg.call_system.clone(),
             ..Client::new(msg.peer_id, (msg.ip, msg.port), msg.path, role, now)
         };
-        task.clients.insert(msg.cid, client);
+        task.clients.insert(msg.cid.clone(), client);
+        self.changed(&msg.task_id, &msg.cid);
         self.metrics.dfgettasks.with_label_values(&[&msg.call_system, DfgetState::Waiting.as_str()]).inc();
         self.client_count += 1;
         self.metrics.clients.set(self.client_count as i64);

@@ -51,6 +51,7 @@ impl PieceScheduler {
                     c.mark_have(n);
                     c.failures = 0;
                 }
+                self.changed(task_id, cid);
             }
             PieceResult::Failed => {
                 let from_peer = match released {
@@ -104,6 +105,7 @@ impl Handler<PieceSuccess> for PieceScheduler {
                 task.add_holder(n as usize, &msg.cid);
             }
         }
+        self.changed(&msg.task_id, &msg.cid);
         Ok(())
     }
 }
@@ -128,6 +130,7 @@ impl Handler<ServiceDown> for PieceScheduler {
             }
             task.forget_holder(&msg.cid);
         }
+        self.changed(&msg.task_id, &msg.cid);
         Ok(())
     }
 }
@@ -246,6 +249,9 @@ impl Handler<PeerCompletedTask> for PieceScheduler {
                     task.add_holder(n, cid);
                 }
             }
+        }
+        for cid in &cids {
+            self.changed(&msg.task_id, cid);
         }
         Ok(cids.len())
     }

@@ -10,6 +10,8 @@ use std::time::Instant;
 use indexmap::IndexSet;
 
 use super::SchedError;
+use crate::cluster::view::NodeId;
+use crate::events::CdnHost;
 use crate::failure::CdnFailure;
 use crate::ids::{ClientId, PeerId};
 use crate::piece::{PieceDigest, PieceRange};
@@ -69,6 +71,15 @@ pub(super) enum Uploader {
     },
 }
 
+/// Which supernode a client registered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Home {
+    /// This one: it polls here, and this node publishes it.
+    Local,
+    /// Another node of the cluster, which publishes it; here it is only a source.
+    Remote(NodeId),
+}
+
 /// The uploader address: upload limits count per (IP, port).
 pub(super) type UploaderAddr = (Ipv4Addr, u16);
 
@@ -93,6 +104,7 @@ pub(super) struct Client {
     pub last_seen: Instant,
     pub call_system: String,
     pub state: DfgetState,
+    pub home: Home,
 }
 
 impl Client {
@@ -115,7 +127,12 @@ impl Client {
             last_seen: now,
             call_system: String::new(),
             state: DfgetState::Waiting,
+            home: Home::Local,
         }
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.home == Home::Local
     }
 
     pub fn addr(&self) -> UploaderAddr {
@@ -167,6 +184,8 @@ pub(super) struct TaskState {
     pub status: CdnStatus,
     pub paused: bool,
     pub failure: Option<CdnFailure>,
+    /// Source length, once known.
+    pub http_len: Option<u64>,
     pub piece_size: u64,
     pub piece_total: u64,
     pub file_length: u64,
@@ -178,6 +197,8 @@ pub(super) struct TaskState {
     /// Pieces the supernode is serving right now.
     pub cdn_load: u32,
     pub last_access: Instant,
+    /// Where its CDN pieces are served.
+    pub cdn_host: CdnHost,
 }
 
 impl TaskState {
@@ -188,6 +209,7 @@ impl TaskState {
             status: CdnStatus::Waiting,
             paused: false,
             failure: None,
+            http_len: None,
             piece_size: 0,
             piece_total: 0,
             file_length: 0,
@@ -197,6 +219,7 @@ impl TaskState {
             clients: HashMap::new(),
             cdn_load: 0,
             last_access: now,
+            cdn_host: CdnHost::Local,
         }
     }
 

@@ -12,17 +12,20 @@
 //! | `piece_error.rs` | a piece error, and the check of our own copy it may call for |
 //! | `network.rs` | the seed network view: seeds joined with their peers and tasks |
 //! | `ops.rs` | lookups and operator actions: get, list, pause, delete, wait for a task |
+//! | `cluster.rs` | cluster mode: tasks owned by another node, and owners going away |
 
+mod cluster;
 mod network;
 mod ops;
 mod piece_error;
 mod register;
 mod runs;
 
+pub use cluster::RemoteTaskRecords;
 pub use network::{SeedNetwork, SeedPeer};
 pub use ops::{AwaitTask, DeleteTask, GetTask, ListTasks, UpdateTask};
 pub use piece_error::PieceError;
-pub use register::{ClientRequest, Downloader, Pattern, Register, RegisterError, Registration};
+pub use register::{ClientRequest, Downloader, Pattern, Register, RegisterError, Registration, Route};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +38,9 @@ use tokio::sync::oneshot;
 use crate::cdn::scan::CachedFile;
 use crate::cdn::{CacheFiles, CdnManager, DropTask, StartRun};
 use crate::clock::SharedClock;
-use crate::events::{RunListener, TaskDeleted, TaskStatusChanged};
+use crate::cluster::forward::Forwarder;
+use crate::cluster::view::{ClusterView, Member};
+use crate::events::{CdnHost, RunListener, TaskDeleted, TaskStatusChanged};
 use crate::failure::{CdnFailure, SourceFailure};
 use crate::ids::TaskId;
 use crate::metrics::Metrics;
@@ -44,10 +49,20 @@ use crate::scheduler::PieceScheduler;
 use crate::spec::TaskSpec;
 use crate::status::CdnStatus;
 
+/// Where a task's CDN copy is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskHome {
+    /// Here: this node fetches the source.
+    Local,
+    /// At its owner in the cluster, which fetches the source and serves the CDN pieces.
+    Remote(Member),
+}
+
 /// One downloadable resource.
 #[derive(Clone, Debug)]
 pub struct Task {
     pub id: TaskId,
+    pub home: TaskHome,
     /// As given by the latest registration (its headers and TLS options are used for later runs).
     pub spec: TaskSpec,
     /// Source length; `None` while unknown.
@@ -67,6 +82,13 @@ pub struct Task {
     registrations: u64,
 }
 
+impl Task {
+    /// Which CDN run of the task the state is of.
+    pub fn run_id(&self) -> u64 {
+        self.run_id
+    }
+}
+
 /// Limits the manager enforces.
 #[derive(Clone, Debug)]
 pub struct TaskLimits {
@@ -83,6 +105,8 @@ pub struct Neighbours {
     pub cdn: Addr<CdnManager>,
     pub scheduler: Addr<PieceScheduler>,
     pub peers: Addr<PeerRegistry>,
+    /// In cluster mode: registers tasks with their owners.
+    pub forwarder: Option<Forwarder>,
 }
 
 type Waiter = oneshot::Sender<Result<Task, RegisterError>>;
@@ -95,6 +119,8 @@ pub struct TaskManager {
     watchers: HashMap<TaskId, Vec<oneshot::Sender<Option<Task>>>>,
     unreachable: HashMap<TaskId, (Instant, SourceFailure)>,
     next: Neighbours,
+    /// The cluster as last seen (this node alone outside cluster mode).
+    view: ClusterView,
     metrics: Arc<Metrics>,
     clock: SharedClock,
     limits: TaskLimits,
@@ -105,6 +131,7 @@ impl TaskManager {
     pub fn new(
         cached: &[CachedFile],
         next: Neighbours,
+        view: ClusterView,
         metrics: Arc<Metrics>,
         clock: SharedClock,
         limits: TaskLimits,
@@ -117,6 +144,7 @@ impl TaskManager {
                 let layout = f.meta.layout();
                 let task = Task {
                     id: id.clone(),
+                    home: TaskHome::Local,
                     spec: f.meta.spec(),
                     http_file_length: Some(layout.http_len),
                     piece_size: layout.piece_size,
@@ -140,6 +168,7 @@ impl TaskManager {
             watchers: HashMap::new(),
             unreachable: HashMap::new(),
             next,
+            view,
             metrics,
             clock,
             limits,
@@ -158,17 +187,28 @@ impl TaskManager {
     /// Tells the scheduler, and anyone waiting for the run to end, about a change.
     fn notify(&mut self, id: &TaskId) {
         let Some(task) = self.tasks.get(id) else { return };
+        let cdn_host = match &task.home {
+            TaskHome::Local => CdnHost::Local,
+            TaskHome::Remote(owner) => CdnHost::Remote {
+                ip: owner.advertise_ip,
+                port: owner.download_port,
+                cid: owner.super_cid(id),
+                peer: owner.super_peer.clone(),
+            },
+        };
         self.next.scheduler.do_send(TaskStatusChanged {
             task_id: task.id.clone(),
             run_id: task.run_id,
             task_url: task.spec.task_url.clone(),
             status: task.cdn_status,
+            http_len: task.http_file_length,
             piece_size: task.piece_size,
             piece_total: task.piece_total,
             file_length: task.file_length,
             real_md5: task.real_md5.clone(),
             failure: task.failure.clone(),
             paused: task.paused,
+            cdn_host,
         });
         if task.cdn_status.is_final() {
             let task = task.clone();
@@ -178,10 +218,14 @@ impl TaskManager {
         }
     }
 
+    /// Starts a CDN run here (a task owned elsewhere becomes this node's own).
     fn start_run(&mut self, id: &TaskId, ctx: &mut Context<Self>) {
+        let Some(task) = self.tasks.get_mut(id) else { return };
+        // Run IDs only grow, also across a task that an owner ran before this node.
+        self.next_run = self.next_run.max(task.run_id + 1);
         let run_id = self.next_run;
         self.next_run += 1;
-        let Some(task) = self.tasks.get_mut(id) else { return };
+        task.home = TaskHome::Local;
         task.run_id = run_id;
         task.failure = None;
         Self::set_status(&self.metrics, task, CdnStatus::Waiting);

@@ -8,8 +8,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::{Task, TaskManager};
+use super::{Task, TaskHome, TaskManager};
 use crate::cdn::CacheFiles;
+use crate::cluster::forward::OwnerRefusal;
 use crate::failure::{CdnFailure, SourceFailure};
 use crate::ids::{ClientId, PeerId, TaskId};
 use crate::peer_registry::{GetPeer, PeerError, PeerInfo, RegisterPeer, Registered, RetractPeer};
@@ -60,11 +61,21 @@ pub enum Downloader {
     Peer { peer_id: PeerId, client: ClientRequest },
 }
 
+/// Whether a registration may go to the task's owner in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A client's or operator's registration: the owner makes the CDN copy.
+    ToOwner,
+    /// Forwarded by another node: this node is the owner, whatever it thinks.
+    Here,
+}
+
 #[derive(Message, Debug)]
 #[rtype(result = "Result<Registration, RegisterError>")]
 pub struct Register {
     pub spec: TaskSpec,
     pub downloader: Downloader,
+    pub route: Route,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +107,9 @@ pub enum RegisterError {
     Peer(PeerError),
     #[error(transparent)]
     Client(SchedError),
+    /// The task's owner in the cluster refused it.
+    #[error(transparent)]
+    Owner(OwnerRefusal),
     #[error("service is shutting down")]
     Stopped,
 }
@@ -144,7 +158,7 @@ impl Handler<Register> for TaskManager {
                     next.peers.do_send(RetractPeer { id: info.id.clone(), stamp: *stamp });
                 }
             };
-            let (task, ticket) = match me.send(RegisterTask(msg.spec)).await? {
+            let (task, ticket) = match me.send(RegisterTask(msg.spec, msg.route)).await? {
                 Ok(found) => found,
                 Err(e) => {
                     retract(&peer);
@@ -177,23 +191,28 @@ impl Handler<Register> for TaskManager {
 
 /// Which registration of a task this was, to undo it later.
 #[derive(Debug, Clone, Copy)]
-struct Ticket {
-    created: bool,
-    registration: u64,
+pub(super) struct Ticket {
+    pub created: bool,
+    pub registration: u64,
 }
 
-/// The task step: finds or creates the task, starts a run when it needs one, and answers
-/// once the source has answered.
+/// The task step: finds or creates the task, starts a run when it needs one (or registers
+/// it with its owner), and answers once the source has answered.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(Task, Ticket), RegisterError>")]
-struct RegisterTask(TaskSpec);
+pub(super) struct RegisterTask(pub TaskSpec, pub Route);
 
 impl Handler<RegisterTask> for TaskManager {
     type Result = ResponseFuture<Result<(Task, Ticket), RegisterError>>;
 
     fn handle(&mut self, msg: RegisterTask, ctx: &mut Context<Self>) -> Self::Result {
-        let spec = msg.0;
+        let RegisterTask(spec, route) = msg;
         let id = spec.task_id();
+        if route == Route::ToOwner {
+            if let Some(forward) = self.forward_to_owner(&id, &spec, ctx) {
+                return forward;
+            }
+        }
         let now = self.clock.now();
         if let Some((at, failure)) = self.unreachable.get(&id) {
             if now.duration_since(*at) < self.limits.fail_access_interval {
@@ -213,6 +232,7 @@ impl Handler<RegisterTask> for TaskManager {
             metrics.tasks.with_label_values(&[CdnStatus::Waiting.as_str()]).inc();
             Task {
                 id: id.clone(),
+                home: TaskHome::Local,
                 spec: spec.clone(),
                 http_file_length: None,
                 piece_size: 0,
@@ -236,7 +256,8 @@ impl Handler<RegisterTask> for TaskManager {
         task.registrations += 1;
         let ticket = Ticket { created, registration: task.registrations };
         self.metrics.tasks_registered.inc();
-        let needs_run = created || task.cdn_status.is_failure();
+        // A copy an owner was making is made here from now on.
+        let needs_run = created || task.cdn_status.is_failure() || task.home != TaskHome::Local;
         let known = task.clone();
         if needs_run {
             self.start_run(&id, ctx);
