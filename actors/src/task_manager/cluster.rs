@@ -95,22 +95,7 @@ impl Handler<AdoptRemote> for TaskManager {
         let now = DateTime::<Utc>::from(self.clock.wall());
         let task = self.tasks.entry(id.clone()).or_insert_with(|| {
             self.metrics.tasks.with_label_values(&[CdnStatus::Waiting.as_str()]).inc();
-            Task {
-                id: id.clone(),
-                home: TaskHome::Remote(msg.owner.clone()),
-                spec: msg.spec.clone(),
-                http_file_length: None,
-                piece_size: 0,
-                piece_total: 0,
-                cdn_status: CdnStatus::Waiting,
-                file_length: 0,
-                real_md5: String::new(),
-                failure: None,
-                paused: false,
-                created: now,
-                run_id: 0,
-                registrations: 0,
-            }
+            Task::new(id.clone(), msg.spec.clone(), TaskHome::Remote(msg.owner.clone()), now)
         });
         if !task.spec.same_resource(&msg.spec) {
             return Err(RegisterError::Conflict(id));

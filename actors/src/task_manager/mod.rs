@@ -83,6 +83,26 @@ pub struct Task {
 }
 
 impl Task {
+    /// A task just registered: nothing known of its source yet.
+    fn new(id: TaskId, spec: TaskSpec, home: TaskHome, created: DateTime<Utc>) -> Task {
+        Task {
+            id,
+            home,
+            spec,
+            http_file_length: None,
+            piece_size: 0,
+            piece_total: 0,
+            cdn_status: CdnStatus::Waiting,
+            file_length: 0,
+            real_md5: String::new(),
+            failure: None,
+            paused: false,
+            created,
+            run_id: 0,
+            registrations: 0,
+        }
+    }
+
     /// Which CDN run of the task the state is of.
     pub fn run_id(&self) -> u64 {
         self.run_id

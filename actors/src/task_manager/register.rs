@@ -230,22 +230,7 @@ impl Handler<RegisterTask> for TaskManager {
         let metrics = self.metrics.clone();
         let task = self.tasks.entry(id.clone()).or_insert_with(|| {
             metrics.tasks.with_label_values(&[CdnStatus::Waiting.as_str()]).inc();
-            Task {
-                id: id.clone(),
-                home: TaskHome::Local,
-                spec: spec.clone(),
-                http_file_length: None,
-                piece_size: 0,
-                piece_total: 0,
-                cdn_status: CdnStatus::Waiting,
-                file_length: 0,
-                real_md5: String::new(),
-                failure: None,
-                paused: false,
-                created: wall,
-                run_id: 0,
-                registrations: 0,
-            }
+            Task::new(id.clone(), spec.clone(), TaskHome::Local, wall)
         });
         if !task.spec.same_resource(&spec) {
             let err = RegisterError::Conflict(id);

@@ -9,12 +9,15 @@
 //!   [`wait_success`], [`metrics`], …) and waiting on conditions instead of sleeping
 //!   ([`eventually`]);
 //! * sources: the in-process [`origin`] and a real Docker [`registry`];
-//! * simulated dfget peers ([`swarm`]) and the IDs the protocol derives ([`protocol`]).
+//! * simulated dfget peers ([`swarm`]) and the IDs the protocol derives ([`protocol`]);
+//! * cluster mode: a real [`redis`] and several supernode processes on it ([`cluster`]).
 //!
-//! The server's Rust API is used in `server.rs` only, the actors crate in [`protocol`] only:
-//! when either changes, the fixtures follow it in one place and the tests stay as they are.
+//! The server's Rust API (and its manual clock) is used in `server.rs` only, the rest of the
+//! actors crate in [`protocol`] only: when either changes, the fixtures follow it in one place
+//! and the tests stay as they are.
 
 mod child;
+pub mod cluster;
 mod dfget;
 mod http;
 mod loopback;
@@ -25,6 +28,7 @@ mod wait;
 
 pub mod origin;
 pub mod protocol;
+pub mod redis;
 pub mod registry;
 pub mod swarm;
 

@@ -14,13 +14,19 @@ pub(crate) struct LoggedChild {
 
 impl LoggedChild {
     /// Starts `cmd` (stdin closed, stdout and stderr to the log) without waiting for anything.
-    pub(crate) fn spawn(mut cmd: Command) -> LoggedChild {
-        let dir = tempfile::tempdir().expect("log dir");
+    pub(crate) fn spawn(cmd: Command) -> LoggedChild {
+        let program = cmd.get_program().to_owned();
+        LoggedChild::try_spawn(cmd).unwrap_or_else(|e| panic!("spawning {program:?}: {e}"))
+    }
+
+    /// [`LoggedChild::spawn`], with the error when the program cannot be run.
+    pub(crate) fn try_spawn(mut cmd: Command) -> std::io::Result<LoggedChild> {
+        let dir = tempfile::tempdir()?;
         let log = dir.path().join("output.log");
-        let file = std::fs::File::create(&log).expect("log file");
-        cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("log file")).stderr(file);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {:?}: {e}", cmd.get_program()));
-        LoggedChild { child, log, _dir: dir }
+        let file = std::fs::File::create(&log)?;
+        cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+        let child = cmd.spawn()?;
+        Ok(LoggedChild { child, log, _dir: dir })
     }
 
     /// Everything the child wrote so far.
@@ -47,6 +53,26 @@ impl LoggedChild {
                 panic!("{what}: the process exited with {status} first; its output:\n{log}");
             }
             assert!(Instant::now() < deadline, "{what}: nothing within {within:?}; the output:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Like [`LoggedChild::wait_for_line`], but `None` when the child exits first.
+    pub(crate) fn wait_for_line_or_exit<T>(
+        &mut self,
+        within: Duration,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if let Some(found) = log.lines().map(strip_ansi).find_map(|l| parse(&l)) {
+                return Some(found);
+            }
+            if self.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            assert!(Instant::now() < deadline, "nothing within {within:?}; the output:\n{log}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }

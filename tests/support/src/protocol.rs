@@ -30,3 +30,25 @@ pub fn preheat_id(url: &str, filter: &str, identifier: &str, range: Option<&str>
 pub fn piece_size(len: u64) -> u64 {
     supernode_actors::piece::piece_size_for(len as i64)
 }
+
+/// The index among nodes listening on 127.0.0.1 at `control_ports` that owns `task_id` in a
+/// cluster of them all: the server's own rendezvous choice.
+pub fn cluster_owner(control_ports: &[u16], task_id: &str) -> usize {
+    use std::net::Ipv4Addr;
+    use supernode_actors::cluster::{owner_of, Member, NodeId};
+    let ip = Ipv4Addr::LOCALHOST;
+    let members: Vec<Member> = control_ports
+        .iter()
+        .map(|&port| Member {
+            id: NodeId::new(ip, port),
+            advertise_ip: ip,
+            port,
+            download_port: 0,
+            super_peer: supernode_actors::PeerId::for_supernode("", ""),
+            started_ms: 0,
+        })
+        .collect();
+    let task = TaskId::parse(task_id).expect("a task ID");
+    let owner = owner_of(&members, &task).expect("at least one node");
+    members.iter().position(|m| m.id == owner.id).expect("the owner is a member")
+}
