@@ -20,6 +20,10 @@ use crate::piece::PieceDigest;
 /// task GC among them) see that it is alive.
 const SEEN_REFRESH: Duration = Duration::from_secs(5);
 
+/// A task whose CDN is here and that has no clients is read back only this long after its
+/// last request: other nodes' clients of it need nothing from this node but its download port.
+const INTEREST_WINDOW: Duration = Duration::from_secs(60);
+
 /// What changed since the last sync.
 pub(super) struct ClusterBook {
     node: NodeId,
@@ -100,7 +104,10 @@ impl Handler<TakeChanges> for PieceScheduler {
             if task.cdn_host == CdnHost::Local {
                 publish_cdn(book, id, task, msg.full, &mut out.changes);
             }
-            out.interest.push((id.clone(), known(task)));
+            let idle = task.clients.is_empty() && now.duration_since(task.last_access) > INTEREST_WINDOW;
+            if !idle || matches!(task.cdn_host, CdnHost::Remote { .. }) {
+                out.interest.push((id.clone(), known(task)));
+            }
         }
         book.dirty.clear();
         out.changes.gone = std::mem::take(&mut book.gone);
