@@ -92,7 +92,13 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
         .map_err(|source| StartError::Cache { home: settings.home_dir.display().to_string(), source })?;
     let found = scan::scan(&store);
     let policy = settings.source_policy.clone();
-    tracing::info!(files = found.files.len(), removed = found.removed.len(), dir = %store.root().display(), "cache loaded");
+    tracing::info!(
+        files = found.files.len(),
+        partial = found.partials.len(),
+        removed = found.removed.len(),
+        dir = %store.root().display(),
+        "cache loaded"
+    );
 
     let peers = PeerRegistry::new(metrics.clone(), server_cfg.max_peers, clock.clone()).start();
     let super_peer = peers
@@ -139,12 +145,12 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     );
     let scheduler = if cluster.enabled() { scheduler.in_cluster(me.id.clone()) } else { scheduler }.start();
     // The CDN reads and writes files: its own thread, so disk work never stalls the scheduler.
+    let cached = found.files.clone();
     let cdn = {
-        let (cdn_cfg, files, metrics, policy, clock) =
-            (cfg.cdn.clone(), found.files.clone(), metrics.clone(), policy.clone(), clock.clone());
+        let (cdn_cfg, metrics, policy, clock) = (cfg.cdn.clone(), metrics.clone(), policy.clone(), clock.clone());
         let pieces = scheduler.clone().recipient();
         CdnManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            CdnManager::new(store, cdn_cfg, files, pieces, metrics, clock, policy)
+            CdnManager::new(store, cdn_cfg, found, pieces, metrics, clock, policy)
         })
     };
     let limits = TaskLimits {
@@ -155,7 +161,7 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     let forwarder = cluster.enabled().then(|| Forwarder::new(Some(cfg.security.api_token.clone())));
     let next = Neighbours { cdn: cdn.clone(), scheduler: scheduler.clone(), peers: peers.clone(), forwarder };
     let view = ClusterView::alone(me.clone());
-    let tasks = TaskManager::new(&found.files, next, view, metrics.clone(), clock.clone(), limits).start();
+    let tasks = TaskManager::new(&cached, next, view, metrics.clone(), clock.clone(), limits).start();
     if cluster.enabled() {
         let store =
             RedisStore::new(&cluster.redis_url, &cluster.key_prefix).map_err(|e| StartError::Cluster(e.to_string()))?;

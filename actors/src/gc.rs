@@ -257,7 +257,7 @@ mod tests {
         let cdn = CdnManager::new(
             store,
             Default::default(),
-            Vec::new(),
+            Default::default(),
             scheduler.clone().recipient(),
             metrics.clone(),
             shared.clone(),

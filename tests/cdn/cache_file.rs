@@ -261,7 +261,8 @@ async fn pieces_are_served_while_the_cdn_runs() {
 }
 
 /// A temporary file, or a data file whose `.meta` is not finished and successful, is never
-/// served and is deleted at start: partial files are not resumed.
+/// served; without a recorded length and validator (Go's partial files have neither) it is
+/// deleted at start, as a resume could not prove the rest belongs to the same file.
 #[actix_web::test]
 async fn partial_cache_files_are_removed_at_start() {
     let home = tempfile::tempdir().unwrap();

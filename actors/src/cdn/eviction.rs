@@ -98,11 +98,14 @@ impl Handler<CollectDisk> for CdnManager {
         let mut total = 0;
         let mut candidates = Vec::new();
         for (id, e) in &self.entries {
-            if let Entry::Cached { size, last_used, readers } = e {
-                total += size;
-                if *readers == 0 && !msg.protected.contains(id) {
-                    candidates.push(EvictionCandidate { task_id: id.clone(), last_used: *last_used, size: *size });
-                }
+            let (size, last_used, idle) = match e {
+                Entry::Cached { size, last_used, readers } => (*size, *last_used, *readers == 0),
+                Entry::Partial { size, last_used } => (*size, *last_used, true),
+                Entry::Running { .. } => continue,
+            };
+            total += size;
+            if idle && !msg.protected.contains(id) {
+                candidates.push(EvictionCandidate { task_id: id.clone(), last_used, size });
             }
         }
         let now = self.clock.wall();

@@ -33,7 +33,7 @@ use actix::prelude::*;
 pub use config::CdnConfig;
 pub use eviction::{plan_eviction, CollectDisk, DiskPolicy, EvictionCandidate};
 pub use policy::SourcePolicy;
-use scan::CachedFile;
+use scan::{CachedFile, Scan};
 pub use serve::{LookupServable, ReadGuard, Servable, ServableFile};
 use store::CacheStore;
 pub use verify::{CopyCheck, CopyError, SourceSha256, VerifyCopy};
@@ -62,6 +62,12 @@ enum Entry {
         last_used: SystemTime,
         readers: u32,
     },
+    /// What an interrupted run left: never served, resumed by the task's next run, evicted
+    /// like a cached file when space is needed.
+    Partial {
+        size: u64,
+        last_used: SystemTime,
+    },
 }
 
 pub struct CdnManager {
@@ -80,20 +86,24 @@ impl CdnManager {
     pub fn new(
         store: CacheStore,
         config: CdnConfig,
-        cached: Vec<CachedFile>,
+        found: Scan,
         pieces: Recipient<CdnPieces>,
         metrics: Arc<Metrics>,
         clock: SharedClock,
         policy: SourcePolicy,
     ) -> Self {
-        let entries = cached
+        let at = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+        let mut entries: HashMap<TaskId, Entry> = found
+            .files
             .iter()
             .filter_map(|f| {
-                let last_used = UNIX_EPOCH + Duration::from_millis(f.meta.access_time.max(0) as u64);
-                Some((f.task_id()?, Entry::Cached { size: f.size, last_used, readers: 0 }))
+                Some((f.task_id()?, Entry::Cached { size: f.size, last_used: at(f.meta.access_time), readers: 0 }))
             })
             .collect();
-        let mgr = CdnManager { store, config, entries, pieces, metrics, clock, startup: cached, policy };
+        for p in &found.partials {
+            entries.insert(p.task_id.clone(), Entry::Partial { size: p.size, last_used: at(p.access_time) });
+        }
+        let mgr = CdnManager { store, config, entries, pieces, metrics, clock, startup: found.files, policy };
         mgr.update_usage();
         mgr
     }
@@ -101,7 +111,7 @@ impl CdnManager {
     fn update_usage(&self) {
         let (bytes, files) = self.entries.values().fold((0u64, 0i64), |(b, n), e| match e {
             Entry::Cached { size, .. } => (b + size, n + 1),
-            Entry::Running { .. } => (b, n),
+            Entry::Running { .. } | Entry::Partial { .. } => (b, n),
         });
         self.metrics.cache_bytes.set(bytes as i64);
         self.metrics.cache_files.set(files);
@@ -284,7 +294,7 @@ impl Handler<DropTask> for CdnManager {
                 self.entries.remove(&msg.task_id);
                 self.store.remove_temp(&msg.task_id);
             }
-            Some(Entry::Cached { .. }) if msg.files == CacheFiles::Remove => {
+            Some(Entry::Cached { .. } | Entry::Partial { .. }) if msg.files == CacheFiles::Remove => {
                 self.entries.remove(&msg.task_id);
             }
             _ => {}

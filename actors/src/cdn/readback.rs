@@ -41,6 +41,38 @@ pub fn rehash(path: &Path, layout: &PieceLayout) -> io::Result<(Vec<PieceDigest>
     Ok((list, hex::encode(whole.finalize())))
 }
 
+/// What an interrupted run left that can be kept: its whole, well-framed pieces before the
+/// last one, their digests, and the md5 of their payloads so far.
+pub struct Prefix {
+    pub pieces: Vec<PieceDigest>,
+    pub md5: Md5,
+    /// Source bytes the pieces hold.
+    pub payload: u64,
+}
+
+/// Reads the pieces of a partial CDN file of `layout` from the start, stopping at the first
+/// one that is cut off or not framed right; the last piece of the file is never kept, so
+/// what remains always needs the source.
+pub fn rehash_prefix(path: &Path, layout: &PieceLayout) -> io::Result<Prefix> {
+    let mut file = File::open(path)?;
+    let mut md5 = Md5::new();
+    let mut pieces = Vec::new();
+    let mut payload = 0;
+    let mut buf = vec![0u8; layout.piece_size as usize];
+    for n in 0..layout.piece_count().saturating_sub(1) {
+        let len = layout.wrapped_len(n) as usize;
+        if file.read_exact(&mut buf[..len]).is_err() {
+            break;
+        }
+        let piece = &buf[..len];
+        let Ok(data) = unwrap_piece(piece, layout.piece_size) else { break };
+        pieces.push(PieceDigest::new(Md5::digest(piece).into(), len as u64));
+        md5.update(data);
+        payload += data.len() as u64;
+    }
+    Ok(Prefix { pieces, md5, payload })
+}
+
 /// sha256 (hex) of the source bytes, e.g. to check a layer digest.
 pub fn source_sha256(path: &Path, layout: &PieceLayout) -> io::Result<String> {
     let mut sha = Sha256::new();
@@ -97,6 +129,23 @@ mod tests {
         let f = File::open(&path).unwrap();
         assert_eq!(md5_at(&f, 2 << 20, 1 << 20).unwrap(), pieces[2].md5_hex(), "clamped to the end");
         assert!(md5_at(&f, 10 << 20, 1).is_err());
+    }
+
+    #[test]
+    fn a_prefix_keeps_whole_pieces_before_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let payload: Vec<u8> = (0..3_500_000u32).map(|i| (i % 241) as u8).collect();
+        let file = wrapped_file(&payload, 1 << 20);
+        let layout = PieceLayout::new(payload.len() as u64, 1 << 20);
+        let path = dir.path().join("f");
+        std::fs::write(&path, &file[..(2 << 20) + 100]).unwrap();
+        let p = rehash_prefix(&path, &layout).unwrap();
+        assert_eq!((p.pieces.len(), p.payload), (2, 2 * ((1 << 20) - 5)), "a cut-off third piece is not kept");
+        let mut whole = p.md5.clone();
+        whole.update(&payload[p.payload as usize..]);
+        assert_eq!(hex::encode(whole.finalize()), hex::encode(Md5::digest(&payload)));
+        std::fs::write(&path, &file).unwrap();
+        assert_eq!(rehash_prefix(&path, &layout).unwrap().pieces.len(), 3, "never the last of four");
     }
 
     #[test]

@@ -8,12 +8,13 @@ use actix::{Addr, Recipient};
 use futures_util::StreamExt;
 
 use super::policy::SourcePolicy;
-use super::source::{self, Opened, SourceBody, SourceRequest, SourceTimeouts, Validators};
+use super::readback::{self, Prefix};
+use super::source::{self, Condition, Opened, SourceBody, SourceRequest, SourceTimeouts, Validators};
 use super::store::{CacheStore, FileMeta};
 use super::writer::{Writer, WriterSpec};
-use super::{readback, CdnConfig, CdnManager, PieceOnDisk, TempFileOpened};
+use super::{CdnConfig, CdnManager, PieceOnDisk, TempFileOpened};
 use crate::events::{SourceInfo, SourceOpened};
-use crate::failure::{CdnFailure, WriteError};
+use crate::failure::{CdnFailure, SourceFailure, WriteError};
 use crate::ids::TaskId;
 use crate::metrics::Metrics;
 use crate::piece::{piece_size_for, PieceDigest};
@@ -74,56 +75,116 @@ async fn execute_inner(job: &RunJob) -> RunResult {
     let report = |result: Result<SourceInfo, CdnFailure>| {
         job.opened.do_send(SourceOpened { task_id: job.task_id.clone(), run_id: job.run_id, result });
     };
-    // A complete copy of this very resource on disk is revalidated instead of fetched again.
+    // A complete copy of this very resource on disk is revalidated instead of fetched again;
+    // the pieces an interrupted run left are kept when the source still has the same file.
     let (store, id, spec) = (job.store.clone(), job.task_id.clone(), job.spec.clone());
-    let previous =
-        blocking(move || Ok(store.read_meta(&id).filter(|m| m.matches(&spec) && store.data_path(&id).exists())))
-            .await
-            .unwrap_or(None);
+    let (previous, partial) = blocking(move || Ok(on_disk(&store, &id, &spec))).await.unwrap_or((None, None));
     let request =
         SourceRequest { url: job.spec.raw_url.clone(), headers: job.spec.headers.clone(), tls: job.spec.tls.clone() };
     let timeouts = SourceTimeouts { connect: job.config.source_connect_timeout, head: job.config.source_head_timeout };
-    let validators = previous
-        .as_ref()
-        .map(|m| Validators { last_modified: m.last_modified, etag: m.etag.clone() })
-        .filter(|v| !v.is_empty());
+    let validators = |m: &FileMeta| Validators { last_modified: m.last_modified, etag: m.etag.clone() };
+    let revalidate = previous.as_ref().map(validators).filter(|v| !v.is_empty());
+    let resume = partial.as_ref().map(|(m, prefix)| (validators(m), prefix.payload));
+    let condition = match (&revalidate, &resume) {
+        (Some(v), _) => Condition::Revalidate(v),
+        (None, Some((v, offset))) => Condition::ResumeFrom { offset: *offset, validators: v },
+        (None, None) => Condition::Plain,
+    };
 
-    let body = match source::open(&request, validators.as_ref(), &timeouts, &job.policy).await {
-        Err(f) => {
-            job.metrics.cdn_download_failed.inc();
-            report(Err(CdnFailure::Source(f.clone())));
-            return Err(CdnFailure::Source(f));
-        }
+    let source_failed = |f: SourceFailure| {
+        job.metrics.cdn_download_failed.inc();
+        report(Err(CdnFailure::Source(f.clone())));
+        CdnFailure::Source(f)
+    };
+    let (body, rest) = match source::open(&request, condition, &timeouts, &job.policy).await {
+        Err(f) => return Err(source_failed(f)),
         Ok(Opened::NotModified) => match previous {
             Some(meta) => return reuse_cached(job, meta, report).await,
             None => return Err(CdnFailure::CacheUnreadable("source answered 304 without a cached copy".into())),
         },
-        Ok(Opened::Body(body)) => body,
+        Ok(Opened::Body(body)) => (body, None),
+        Ok(Opened::Rest { body, total }) => match partial {
+            Some((meta, prefix)) if meta.http_file_len == total as i64 => (body, Some((meta, prefix, total))),
+            _ => {
+                let kept = format!("the rest of a file of {total} bytes is not the file kept");
+                return Err(source_failed(SourceFailure::Invalid(kept)));
+            }
+        },
     };
     job.metrics.cdn_cache_miss.inc();
     job.metrics.cdn_download.inc();
-    let piece_size = piece_size_for(body.content_length.map_or(-1, |l| l as i64));
-    report(Ok(SourceInfo { length: body.content_length, piece_size }));
-    fetch(job, body, piece_size).await
+    match rest {
+        Some((meta, prefix, total)) => {
+            tracing::info!(task = %job.task_id, from = prefix.payload, total, "resuming an interrupted download");
+            report(Ok(SourceInfo { length: Some(total), piece_size: meta.piece_size }));
+            fetch(job, body, Start::Resume { meta: Box::new(meta), prefix, total }).await
+        }
+        None => {
+            let piece_size = piece_size_for(body.content_length.map_or(-1, |l| l as i64));
+            report(Ok(SourceInfo { length: body.content_length, piece_size }));
+            fetch(job, body, Start::Fresh { piece_size }).await
+        }
+    }
 }
 
-/// Streams a source body into a fresh temporary file.
-async fn fetch(job: &RunJob, body: SourceBody, piece_size: u64) -> RunResult {
-    let mut meta = FileMeta::for_run(&job.task_id, &job.spec, piece_size, ms_epoch(job.access_time));
-    meta.last_modified = body.last_modified;
-    meta.etag = body.etag.clone();
+/// What is on disk for the task: a complete copy of the same resource, or the metadata and
+/// the kept pieces of an interrupted run of it.
+fn on_disk(store: &CacheStore, id: &TaskId, spec: &TaskSpec) -> (Option<FileMeta>, Option<(FileMeta, Prefix)>) {
+    let Some(meta) = store.read_meta(id).filter(|m| m.names(spec)) else { return (None, None) };
+    if meta.is_complete() {
+        return (store.data_path(id).exists().then_some(meta), None);
+    }
+    if !meta.resumable() || meta.piece_size != piece_size_for(meta.http_file_len) {
+        return (None, None);
+    }
+    match readback::rehash_prefix(&store.temp_path(id), &meta.layout()) {
+        Ok(prefix) if !prefix.pieces.is_empty() => (None, Some((meta, prefix))),
+        _ => (None, None),
+    }
+}
+
+/// How a fetch starts.
+enum Start {
+    /// A fresh temporary file.
+    Fresh { piece_size: u64 },
+    /// After the kept pieces of an interrupted run; the source sends the rest of `total` bytes.
+    Resume { meta: Box<FileMeta>, prefix: Prefix, total: u64 },
+}
+
+/// Streams a source body into the temporary file.
+async fn fetch(job: &RunJob, body: SourceBody, start: Start) -> RunResult {
+    let (meta, resume, expected_len) = match start {
+        Start::Fresh { piece_size } => {
+            let mut meta = FileMeta::for_run(&job.task_id, &job.spec, piece_size, ms_epoch(job.access_time));
+            meta.http_file_len = body.content_length.map_or(-1, |l| l as i64);
+            meta.last_modified = body.last_modified;
+            meta.etag = body.etag.clone();
+            (meta, None, body.content_length)
+        }
+        Start::Resume { meta, prefix, total } => (*meta, Some(prefix), Some(total)),
+    };
+    let piece_size = meta.piece_size;
+    let fresh = resume.is_none();
     let (store, id, start_meta) = (job.store.clone(), job.task_id.clone(), meta.clone());
     let (file, reader) = blocking(move || -> Result<(File, File), WriteError> {
-        store.remove_all(&id);
-        store.write_meta(&id, &start_meta)?;
+        if fresh {
+            store.remove_all(&id);
+            store.write_meta(&id, &start_meta)?;
+        }
         let path = store.temp_path(&id);
         // Readable too: a last piece of a source of unknown length is re-read to fix its header.
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(fresh).open(&path)?;
         Ok((file, File::open(&path)?))
     })
     .await?;
     let reader = Arc::new(reader);
     job.manager.do_send(TempFileOpened { task_id: job.task_id.clone(), run_id: job.run_id, reader });
+    // The kept pieces are servable at once.
+    for (n, digest) in resume.iter().flat_map(|p| p.pieces.iter().enumerate()) {
+        let (piece_num, written) = (n as u64, (n as u64 + 1) * piece_size);
+        let (task_id, run_id, digest) = (job.task_id.clone(), job.run_id, *digest);
+        job.manager.do_send(PieceOnDisk { task_id, run_id, piece_size, piece_num, digest, written });
+    }
 
     let manager = job.manager.clone();
     let (task_id, run_id) = (job.task_id.clone(), job.run_id);
@@ -133,10 +194,11 @@ async fn fetch(job: &RunJob, body: SourceBody, piece_size: u64) -> RunResult {
             task_id: job.task_id.clone(),
             file,
             piece_size,
-            expected_len: body.content_length,
+            expected_len,
             expected_md5: (!job.spec.md5.is_empty()).then(|| job.spec.md5.clone()),
             meta,
             max_file_bytes: job.config.max_file_bytes(),
+            resume,
         },
         move |piece_num, digest, written| {
             manager.do_send(PieceOnDisk { task_id: task_id.clone(), run_id, piece_size, piece_num, digest, written });

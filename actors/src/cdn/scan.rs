@@ -1,9 +1,13 @@
-//! The start-up scan: which cached files are served again, and why the others are deleted.
+//! The start-up scan: which cached files are served again, which interrupted downloads may
+//! be resumed, and why the others are deleted.
 //!
 //! Only a file whose `.meta` says `finish` and `success`, whose data has the recorded
 //! length, and whose pieces check out (against the `.md5` index, or re-hashed when the index
-//! is missing or stale) is loaded. Everything else is deleted, with the reason logged: a
-//! file the supernode cannot vouch for is never served.
+//! is missing or stale) is loaded. The temporary file of a run that was interrupted (a crash,
+//! a `kill -9`) is kept when the source can be asked for the rest of the same file (its
+//! length and a validator are recorded): it is never served, and the next run of the task
+//! checks its pieces again and resumes after them. Everything else is deleted, with the
+//! reason logged: a file the supernode cannot vouch for is never served.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -50,10 +54,21 @@ pub enum Unusable {
     Unverifiable(String),
 }
 
+/// An interrupted download kept for a resume.
+#[derive(Clone, Debug)]
+pub struct PartialFile {
+    pub task_id: TaskId,
+    /// Bytes of its temporary file.
+    pub size: u64,
+    /// ms epoch of the run's start.
+    pub access_time: i64,
+}
+
 /// What the scan found.
 #[derive(Debug, Default)]
 pub struct Scan {
     pub files: Vec<CachedFile>,
+    pub partials: Vec<PartialFile>,
     pub removed: Vec<(TaskId, Unusable)>,
 }
 
@@ -75,8 +90,17 @@ pub fn scan(store: &CacheStore) -> Scan {
             }
         }
         for id in ids {
-            match load_complete(store, &id) {
-                Ok(f) => out.files.push(f),
+            let found = match load_complete(store, &id) {
+                Err(Unusable::Unfinished) => resumable(store, &id).ok_or(Unusable::Unfinished),
+                Ok(file) => Ok(Found::Complete(Box::new(file))),
+                Err(why) => Err(why),
+            };
+            match found {
+                Ok(Found::Complete(file)) => out.files.push(*file),
+                Ok(Found::Partial(partial)) => {
+                    tracing::info!(task = %id, bytes = partial.size, "interrupted download kept for a resume");
+                    out.partials.push(partial);
+                }
                 Err(why) => {
                     match &why {
                         Unusable::BadMeta(_) | Unusable::WrongLength { .. } | Unusable::Unverifiable(_) => {
@@ -93,8 +117,20 @@ pub fn scan(store: &CacheStore) -> Scan {
     out
 }
 
+enum Found {
+    Complete(Box<CachedFile>),
+    Partial(PartialFile),
+}
+
+/// An interrupted download that can be resumed.
+fn resumable(store: &CacheStore, id: &TaskId) -> Option<Found> {
+    let meta = store.read_meta(id)?;
+    let size = fs::metadata(store.temp_path(id)).ok()?.len();
+    let partial = PartialFile { task_id: id.clone(), size, access_time: meta.access_time };
+    (meta.resumable() && size > 0).then_some(Found::Partial(partial))
+}
+
 fn load_complete(store: &CacheStore, id: &TaskId) -> Result<CachedFile, Unusable> {
-    store.remove_temp(id);
     let meta = match store.load_meta(id) {
         Ok(m) => m,
         Err(MetaError::Missing) => return Err(Unusable::NoMeta),
@@ -106,6 +142,7 @@ fn load_complete(store: &CacheStore, id: &TaskId) -> Result<CachedFile, Unusable
     if !meta.is_complete() || meta.http_file_len < 0 {
         return Err(Unusable::Unfinished);
     }
+    store.remove_temp(id);
     let layout = meta.layout();
     let size = fs::metadata(store.data_path(id)).map_err(Unusable::DataMissing)?.len();
     if size != layout.file_length() || meta.file_length != size as i64 {
@@ -210,5 +247,31 @@ mod tests {
         assert_eq!(scan.files.len(), 1, "{:?}", scan.removed);
         assert!(store.data_path(&id).exists());
         assert!(blocker.exists());
+    }
+
+    #[test]
+    fn an_interrupted_download_with_a_validator_is_kept_and_one_without_is_removed() {
+        let home = tempfile::tempdir().unwrap();
+        let store = CacheStore::open(home.path()).unwrap();
+        let interrupted = |n: u8, etag: &str| {
+            let id = put_complete(&store, n);
+            let mut meta = store.read_meta(&id).unwrap();
+            (meta.finish, meta.success, meta.etag) = (false, false, etag.to_string());
+            store.write_meta(&id, &meta).unwrap();
+            let file = fs::read(store.data_path(&id)).unwrap();
+            fs::remove_file(store.data_path(&id)).unwrap();
+            fs::write(store.temp_path(&id), &file[..file.len() / 2]).unwrap();
+            (id, file.len() / 2)
+        };
+        let (kept, kept_len) = interrupted(8, "\"v1\"");
+        let (no_validator, _) = interrupted(9, "");
+
+        let scan = scan(&store);
+        assert!(scan.files.is_empty());
+        assert_eq!(scan.partials.len(), 1);
+        assert_eq!((&scan.partials[0].task_id, scan.partials[0].size), (&kept, kept_len as u64));
+        assert!(store.temp_path(&kept).exists() && store.read_meta(&kept).is_some());
+        assert!(reason(&scan, &no_validator).starts_with("Unfinished"));
+        assert!(!store.dir(&no_validator).exists());
     }
 }

@@ -66,6 +66,7 @@ impl Handler<LookupServable> for CdnManager {
     fn handle(&mut self, msg: LookupServable, ctx: &mut Context<Self>) -> Option<Servable> {
         let now = self.clock.wall();
         match self.entries.get_mut(&msg.0)? {
+            Entry::Partial { .. } => None,
             Entry::Running { written, reader, .. } => Some(Servable {
                 file: ServableFile::Writing(reader.clone()?),
                 len: *written,

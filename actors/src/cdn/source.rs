@@ -27,7 +27,7 @@ pub enum RootCaError {
 }
 
 /// Validators of a cached copy, for a conditional GET.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Validators {
     /// ms epoch.
     pub last_modified: i64,
@@ -54,10 +54,27 @@ pub struct SourceTimeouts {
     pub head: Duration,
 }
 
+/// What the request asks beyond the body.
+#[derive(Debug, Clone, Copy)]
+pub enum Condition<'a> {
+    /// A plain GET.
+    Plain,
+    /// A cached copy's validators: 304 when it is still current.
+    Revalidate(&'a Validators),
+    /// The rest of an interrupted download from `offset`, if the source still has the same
+    /// file (`If-Range`); the whole body otherwise.
+    ResumeFrom { offset: u64, validators: &'a Validators },
+}
+
 /// The opened response.
 pub enum Opened {
     NotModified,
     Body(SourceBody),
+    /// The source sent the rest from the asked offset (206 to a resume): `total` bytes in all.
+    Rest {
+        body: SourceBody,
+        total: u64,
+    },
 }
 
 pub struct SourceBody {
@@ -67,10 +84,10 @@ pub struct SourceBody {
     pub body: futures_util::stream::LocalBoxStream<'static, Result<bytes::Bytes, awc::error::PayloadError>>,
 }
 
-/// Sends the GET (conditional when `validators` are given) and classifies the answer.
+/// Sends the GET (with `condition`) and classifies the answer.
 pub async fn open(
     req: &SourceRequest,
-    validators: Option<&Validators>,
+    condition: Condition<'_>,
     t: &SourceTimeouts,
     policy: &SourcePolicy,
 ) -> Result<Opened, SourceFailure> {
@@ -90,20 +107,36 @@ pub async fn open(
         request = request.insert_header((header::ACCEPT_ENCODING, "identity"));
     }
     request = request.insert_header((header::USER_AGENT, concat!("supernode-rs/", env!("CARGO_PKG_VERSION"))));
-    if let Some(v) = validators {
-        if v.last_modified > 0 {
-            let when = std::time::UNIX_EPOCH + Duration::from_millis(v.last_modified as u64);
-            request = request.insert_header((header::IF_MODIFIED_SINCE, httpdate::fmt_http_date(when)));
+    let date = |ms: i64| httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64));
+    match condition {
+        Condition::Plain => {}
+        Condition::Revalidate(v) => {
+            if v.last_modified > 0 {
+                request = request.insert_header((header::IF_MODIFIED_SINCE, date(v.last_modified)));
+            }
+            if !v.etag.is_empty() {
+                if let Ok(value) = HeaderValue::from_str(&v.etag) {
+                    request = request.insert_header((header::IF_NONE_MATCH, value));
+                }
+            }
         }
-        if !v.etag.is_empty() {
-            if let Ok(value) = HeaderValue::from_str(&v.etag) {
-                request = request.insert_header((header::IF_NONE_MATCH, value));
+        Condition::ResumeFrom { offset, validators } => {
+            // Only a strong ETag names the exact bytes; a date does so to the second.
+            let strong = !validators.etag.is_empty() && !validators.etag.starts_with("W/");
+            let if_range = if strong || validators.last_modified <= 0 {
+                validators.etag.clone()
+            } else {
+                date(validators.last_modified)
+            };
+            if let Ok(value) = HeaderValue::from_str(&if_range) {
+                request = request.insert_header((header::RANGE, format!("bytes={offset}-")));
+                request = request.insert_header((header::IF_RANGE, value));
             }
         }
     }
     let response = request.send().await.map_err(|e| SourceFailure::Unreachable(e.to_string()))?;
     let status = response.status();
-    if status == StatusCode::NOT_MODIFIED && validators.is_some() {
+    if status == StatusCode::NOT_MODIFIED && matches!(condition, Condition::Revalidate(_)) {
         return Ok(Opened::NotModified);
     }
     match status.as_u16() {
@@ -124,7 +157,25 @@ pub async fn open(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as i64);
     let etag = headers.get(header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    Ok(Opened::Body(SourceBody { content_length, last_modified, etag, body: Box::pin(response) }))
+    let range = headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(parse_content_range);
+    let body = SourceBody { content_length, last_modified, etag, body: Box::pin(response) };
+    match (condition, status.as_u16(), range) {
+        (Condition::ResumeFrom { offset, .. }, 206, Some((start, end, total))) => {
+            if start != offset || end + 1 != total || content_length.is_some_and(|l| l != total - start) {
+                return Err(SourceFailure::Invalid(format!("asked for bytes {offset}-, got {start}-{end}/{total}")));
+            }
+            Ok(Opened::Rest { body, total })
+        }
+        (Condition::ResumeFrom { .. }, 206, None) => Err(SourceFailure::Invalid("206 without Content-Range".into())),
+        _ => Ok(Opened::Body(body)),
+    }
+}
+
+/// `bytes a-b/total` → (a, b, total).
+fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+    let (range, total) = v.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?, total.trim().parse().ok()?))
 }
 
 /// An HTTP client for one source, checking certificates as `tls` says; every connection is

@@ -83,6 +83,15 @@ impl FileMeta {
         self.finish && self.success
     }
 
+    /// An unfinished run whose source can be asked for the rest of the same file: its length
+    /// and a validator are known.
+    pub fn resumable(&self) -> bool {
+        !self.finish
+            && self.http_file_len > 0
+            && (!self.etag.is_empty() || self.last_modified > 0)
+            && !self.headers.contains_key("Range")
+    }
+
     pub fn layout(&self) -> PieceLayout {
         let piece_size = if self.piece_size == 0 { DEFAULT_PIECE_SIZE } else { self.piece_size };
         PieceLayout::new(self.http_file_len.max(0) as u64, piece_size)
@@ -104,8 +113,12 @@ impl FileMeta {
 
     /// Whether this complete copy is the resource `spec` asks for.
     pub fn matches(&self, spec: &TaskSpec) -> bool {
-        self.is_complete()
-            && self.url == spec.task_url
+        self.is_complete() && self.names(spec)
+    }
+
+    /// Whether the file is of the resource `spec` asks for, complete or not.
+    pub fn names(&self, spec: &TaskSpec) -> bool {
+        self.url == spec.task_url
             && if spec.md5.is_empty() { self.biz_id == spec.identifier } else { self.md5 == spec.md5 }
     }
 }

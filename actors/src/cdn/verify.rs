@@ -59,6 +59,7 @@ impl CdnManager {
         match self.entries.get(id)? {
             Entry::Running { reader, .. } => reader.clone().map(Source::Open),
             Entry::Cached { .. } => Some(Source::Path(self.store.data_path(id))),
+            Entry::Partial { .. } => None,
         }
     }
 }

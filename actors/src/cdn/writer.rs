@@ -18,6 +18,7 @@ use std::thread::{self, JoinHandle};
 use bytes::Bytes;
 use md5::{Digest, Md5};
 
+use super::readback::Prefix;
 use super::store::{CacheStore, FileMeta};
 use crate::failure::WriteError;
 use crate::ids::TaskId;
@@ -46,6 +47,9 @@ pub struct WriterSpec {
     pub meta: FileMeta,
     /// Largest CDN file allowed (cache quota), if any.
     pub max_file_bytes: Option<u64>,
+    /// The whole pieces an interrupted run left at the start of `file`: writing goes on
+    /// after them, with the source sending only the rest.
+    pub resume: Option<Prefix>,
 }
 
 /// Handle to a running writer: send chunks, then `finish`.
@@ -222,25 +226,30 @@ fn write_verified(
     rx: &mut tokio::sync::mpsc::Receiver<Input>,
     on_piece: impl Fn(u64, PieceDigest, u64),
 ) -> Result<WrittenFile, WriteError> {
+    let Prefix { pieces: kept, md5: mut h, payload: mut received } =
+        spec.resume.unwrap_or(Prefix { pieces: Vec::new(), md5: Md5::new(), payload: 0 });
+    let written = kept.len() as u64 * spec.piece_size;
+    // Whatever followed the kept pieces (a cut-off piece) is dropped and written again.
+    let mut file = spec.file;
+    file.set_len(written)?;
+    io::Seek::seek(&mut file, io::SeekFrom::Start(written))?;
     let (hash_tx, hash_rx) = mpsc::sync_channel::<Bytes>(64);
     let hasher = thread::Builder::new().name("cdn-md5".into()).spawn(move || {
-        let mut h = Md5::new();
         for chunk in hash_rx {
             h.update(&chunk);
         }
         hex::encode(h.finalize())
     })?;
     let mut pieces = PieceWriter {
-        out: io::BufWriter::with_capacity(1 << 20, spec.file),
+        out: io::BufWriter::with_capacity(1 << 20, file),
         layout: PieceLayout::new(0, spec.piece_size),
         expected_len: spec.expected_len,
         max_file_bytes: spec.max_file_bytes,
         open: None,
-        pieces: Vec::new(),
-        written: 0,
+        pieces: kept,
+        written,
         on_piece,
     };
-    let mut received: u64 = 0;
     loop {
         let chunk = match rx.blocking_recv() {
             Some(Input::Chunk(c)) => c,
@@ -300,7 +309,18 @@ mod tests {
     }
 
     fn start(expected_len: Option<u64>, expected_md5: Option<String>, max_file_bytes: Option<u64>) -> Run {
-        let home = tempfile::tempdir().unwrap();
+        start_with(expected_len, expected_md5, max_file_bytes, None, None)
+    }
+
+    /// A run in `home` (a fresh one when `None`), resuming after `resume` when given.
+    fn start_with(
+        expected_len: Option<u64>,
+        expected_md5: Option<String>,
+        max_file_bytes: Option<u64>,
+        home: Option<tempfile::TempDir>,
+        resume: Option<Prefix>,
+    ) -> Run {
+        let home = home.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let store = CacheStore::open(home.path()).unwrap();
         let id = TaskId::compute("http://h/f", "", "", None);
         std::fs::create_dir_all(store.dir(&id)).unwrap();
@@ -308,7 +328,7 @@ mod tests {
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(resume.is_none())
             .open(store.temp_path(&id))
             .unwrap();
         let announced = Arc::new(Mutex::new(Vec::new()));
@@ -322,6 +342,7 @@ mod tests {
             expected_md5,
             meta: FileMeta { task_id: id.to_string(), ..FileMeta::default() },
             max_file_bytes,
+            resume,
         };
         let writer = Writer::spawn(spec, move |n, d, w| seen.lock().unwrap().push((n, d, w)));
         Run { _home: home, store, id, writer, announced }
@@ -400,6 +421,36 @@ mod tests {
         }
         assert!(matches!(quota.writer.finish().await, Err(WriteError::Quota(100_000))));
         assert!(!store.temp_path(&id).exists());
+    }
+
+    #[tokio::test]
+    async fn a_resumed_run_writes_the_same_file_as_one_that_was_never_interrupted() {
+        let data = source(3_300_000);
+        let md5 = hex::encode(Md5::digest(&data));
+        let layout = PieceLayout::new(data.len() as u64, PIECE);
+        let (whole, whole_file) = {
+            let mut run = start(Some(data.len() as u64), None, None);
+            feed(&mut run, &data).await;
+            let path = run.store.temp_path(&run.id);
+            let out = run.writer.finish().await.unwrap();
+            (out, std::fs::read(path).unwrap())
+        };
+        // A killed run leaves the same bytes cut short: two pieces and part of a third.
+        let home = tempfile::tempdir().unwrap();
+        let store = CacheStore::open(home.path()).unwrap();
+        let id = TaskId::compute("http://h/f", "", "", None);
+        std::fs::create_dir_all(store.dir(&id)).unwrap();
+        std::fs::write(store.temp_path(&id), &whole_file[..2_500_000]).unwrap();
+        let prefix = readback::rehash_prefix(&store.temp_path(&id), &layout).unwrap();
+        assert_eq!(prefix.pieces.len(), 2);
+        let from = prefix.payload as usize;
+        let mut second = start_with(Some(data.len() as u64), Some(md5.clone()), None, Some(home), Some(prefix));
+        feed(&mut second, &data[from..]).await;
+        let out = second.writer.finish().await.unwrap();
+        assert_eq!((out.pieces, out.real_md5, out.http_len), (whole.pieces, md5, data.len() as u64));
+        let (on_disk, _) = readback::rehash(&second.store.temp_path(&second.id), &layout).unwrap();
+        assert_eq!(on_disk.len(), 4);
+        assert_eq!(second.announced.lock().unwrap().iter().map(|(n, _, _)| *n).collect::<Vec<_>>(), [2, 3]);
     }
 
     #[tokio::test]

@@ -36,6 +36,8 @@ pub struct Stats {
     pub body_requests: u64,
     /// Body bytes handed to the HTTP layer.
     pub body_bytes: u64,
+    /// The same per request answered with a body, in order.
+    pub bodies: Vec<u64>,
     /// Requests answered 304.
     pub not_modified: u64,
     /// Requests that carried If-None-Match or If-Modified-Since.
@@ -64,6 +66,7 @@ struct Counters {
     requests: u64,
     body_requests: u64,
     body_bytes: Arc<AtomicU64>,
+    bodies: Vec<Arc<AtomicU64>>,
     not_modified: u64,
     conditional: u64,
     authorization: Vec<String>,
@@ -259,6 +262,7 @@ impl Origin {
                 requests: c.requests,
                 body_requests: c.body_requests,
                 body_bytes: c.body_bytes.load(Ordering::SeqCst),
+                bodies: c.bodies.iter().map(|b| b.load(Ordering::SeqCst)).collect(),
                 not_modified: c.not_modified,
                 conditional: c.conditional,
                 authorization: c.authorization.clone(),

@@ -52,6 +52,7 @@ pub(super) async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpRe
     let inm = header(header::IF_NONE_MATCH);
     let ims = header(header::IF_MODIFIED_SINCE);
     let range = header(header::RANGE);
+    let if_range = header(header::IF_RANGE);
     let auth = header(header::AUTHORIZATION);
     let body_counter = {
         let mut counters = shared.counters.lock().unwrap();
@@ -112,6 +113,13 @@ pub(super) async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpRe
     }
 
     let len = entry.content.len();
+    // `If-Range`: the range only while the validator (an ETag, or the date) is current.
+    let range_current = match &if_range {
+        None => true,
+        Some(v) if v.starts_with('"') || v.starts_with("W/") => entry.validators && v.as_str() == entry.etag,
+        Some(v) => entry.validators && *v == last_modified,
+    };
+    let range = range.filter(|_| range_current);
     let (status, start, end) = match range.as_deref().and_then(|r| parse_range(r, len)) {
         None => (StatusCode::OK, 0, len),
         Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
@@ -132,7 +140,11 @@ pub(super) async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpRe
     if req.method() == actix_web::http::Method::HEAD {
         return builder.insert_header((header::CONTENT_LENGTH, end - start)).finish();
     }
-    count(&|c| c.body_requests += 1);
+    let own_counter = Arc::new(AtomicU64::new(0));
+    count(&|c| {
+        c.body_requests += 1;
+        c.bodies.push(own_counter.clone());
+    });
     let state = BodyState {
         content: entry.content.clone(),
         pos: start,
@@ -140,7 +152,7 @@ pub(super) async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpRe
         fail_at: entry.fail_after.map(|n| start + n),
         pause_at: entry.pause_after.map(|n| start + n),
         gate: entry.gate.clone(),
-        counter: body_counter,
+        counters: [body_counter, own_counter],
     };
     let stream = futures_util::stream::unfold(state, next_chunk);
     if entry.chunked {
@@ -157,7 +169,8 @@ struct BodyState {
     fail_at: Option<u64>,
     pause_at: Option<u64>,
     gate: Arc<AtomicBool>,
-    counter: Arc<AtomicU64>,
+    /// The path's and the request's.
+    counters: [Arc<AtomicU64>; 2],
 }
 
 async fn next_chunk(mut st: BodyState) -> Option<(Result<Bytes, std::io::Error>, BodyState)> {
@@ -180,6 +193,8 @@ async fn next_chunk(mut st: BodyState) -> Option<(Result<Bytes, std::io::Error>,
     let mut buf = vec![0u8; n];
     st.content.read_at(st.pos, &mut buf);
     st.pos += n as u64;
-    st.counter.fetch_add(n as u64, Ordering::SeqCst);
+    for counter in &st.counters {
+        counter.fetch_add(n as u64, Ordering::SeqCst);
+    }
     Some((Ok(Bytes::from(buf)), st))
 }
