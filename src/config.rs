@@ -13,6 +13,7 @@ use supernode_actors::cdn::{CdnConfig, SourcePolicy};
 use supernode_actors::cluster::ClusterConfig;
 use supernode_actors::gc::GcConfig;
 use supernode_actors::preheat::PreheatConfig;
+use supernode_actors::rate::ByteRate;
 use supernode_actors::scheduler::SchedulerConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ValueEnum, Default)]
@@ -79,6 +80,8 @@ pub struct ServerConfig {
     pub max_peers: usize,
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     pub shutdown_timeout_secs: u64,
+    /// Caps what the download port sends, all connections together; 0 = off.
+    pub upload_rate_limit: ByteRate,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_peers: 100_000,
             shutdown_timeout_secs: 30,
+            upload_rate_limit: ByteRate(0),
         }
     }
 }
@@ -245,11 +249,21 @@ fn check_cluster(cluster: &ClusterConfig, file: Option<&Path>) -> Result<(), Con
     Ok(())
 }
 
+/// A bandwidth cap the reserve leaves nothing of stops the start, naming the key.
+fn check_bandwidth(cdn: &CdnConfig, file: Option<&Path>) -> Result<(), ConfigError> {
+    cdn.source_rate().map(|_| ()).map_err(|message| ConfigError::Parse {
+        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
+        key: "cdn.max_bandwidth".into(),
+        message,
+    })
+}
+
 impl Settings {
     /// Settings for `config` as it is, with the home directory and advertised address given.
     pub fn from_config(config: Config, home_dir: PathBuf, advertise_ip: Ipv4Addr) -> Result<Settings, ConfigError> {
         let source_policy = source_policy(&config.security, None)?;
         check_cluster(&config.cluster, None)?;
+        check_bandwidth(&config.cdn, None)?;
         Ok(Settings { config, home_dir, advertise_ip, source_policy })
     }
 
@@ -289,6 +303,7 @@ impl Settings {
         }
         let source_policy = source_policy(&config.security, cli.config.as_deref())?;
         check_cluster(&config.cluster, cli.config.as_deref())?;
+        check_bandwidth(&config.cdn, cli.config.as_deref())?;
         let s = &config.server;
         let home_dir = s.home_dir.clone().unwrap_or_else(default_home_dir);
         std::fs::create_dir_all(&home_dir).map_err(|source| ConfigError::HomeDir { path: home_dir.clone(), source })?;
@@ -359,6 +374,18 @@ mod tests {
         let cli = Cli { cluster_redis_url: Some("redis://127.0.0.1:1/0".into()), ..cli };
         let s = Settings::resolve(&cli).expect("a well-formed URL is enough to start: Redis may come later");
         assert!(s.config.cluster.enabled());
+    }
+
+    #[test]
+    fn a_reserve_that_leaves_no_bandwidth_stops_the_start() {
+        let text = "[cdn]\nmax_bandwidth = \"20M\"\nsystem_reserved_bandwidth = \"20MB\"\n";
+        let config = Config::from_toml(Path::new("x.toml"), text).unwrap();
+        let err = Settings::from_config(config, PathBuf::from("/tmp"), Ipv4Addr::LOCALHOST).unwrap_err();
+        assert!(err.to_string().contains("cdn.max_bandwidth"), "{err}");
+        let config = Config::from_toml(Path::new("x.toml"), "[cdn]\nmax_bandwidth = 0\n").unwrap();
+        assert_eq!(config.cdn.source_rate(), Ok(None));
+        let err = Config::from_toml(Path::new("x.toml"), "[server]\nupload_rate_limit = \"fast\"\n").unwrap_err();
+        assert!(err.to_string().contains("server.upload_rate_limit"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! the first step.
 //!
 //! The vocabulary every actor speaks lives in leaf modules that import nothing else of
-//! the crate: [`ids`], [`piece`], [`status`], [`failure`], [`spec`], [`clock`]; [`events`]
+//! the crate: [`ids`], [`piece`], [`status`], [`failure`], [`spec`], [`clock`], [`rate`]; [`events`]
 //! holds the one-way messages between actors and imports only those. The actors:
 //! [`peer_registry`], [`cdn`], [`scheduler`], [`task_manager`], [`preheat`], [`gc`], and
 //! [`reports`] for dfget's end-of-run reports.
@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod peer_registry;
 pub mod piece;
 pub mod preheat;
+pub mod rate;
 pub mod reports;
 pub mod scheduler;
 pub mod spec;

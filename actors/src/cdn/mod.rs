@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 
-pub use config::CdnConfig;
+pub use config::{CdnConfig, CdnPattern};
 pub use eviction::{plan_eviction, CollectDisk, DiskPolicy, EvictionCandidate};
 pub use policy::SourcePolicy;
 use scan::{CachedFile, Scan};
