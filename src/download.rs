@@ -16,6 +16,7 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{self, Stream};
 use supernode_actors::cdn::{CdnManager, LookupServable, ReadGuard, ServableFile};
+use supernode_actors::throttle::Throttle;
 use supernode_actors::TaskId;
 
 /// Bytes read from disk per chunk of a response body.
@@ -23,6 +24,8 @@ const CHUNK: u64 = 256 * 1024;
 
 pub struct DownloadState {
     pub cdn: Addr<CdnManager>,
+    /// `[server] upload_rate_limit`, shared by every connection.
+    pub throttle: Option<Throttle>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -72,20 +75,31 @@ fn not_found() -> HttpResponse {
 
 /// `[start, end)` of `file`, read on the blocking pool with positioned reads (readers share
 /// a running task's file handle, so none of them may move its offset).
-fn body(file: Arc<File>, start: u64, end: u64, guard: ReadGuard) -> impl Stream<Item = std::io::Result<web::Bytes>> {
-    stream::try_unfold((file, start, guard), move |(file, at, guard)| async move {
-        if at >= end {
-            return Ok(None);
+fn body(
+    file: Arc<File>,
+    (start, end): (u64, u64),
+    guard: ReadGuard,
+    throttle: Option<Throttle>,
+) -> impl Stream<Item = std::io::Result<web::Bytes>> {
+    stream::try_unfold((file, start, guard), move |(file, at, guard)| {
+        let throttle = throttle.clone();
+        async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let len = (end - at).min(CHUNK) as usize;
+            if let Some(throttle) = &throttle {
+                throttle.pass(len).await;
+            }
+            let reader = file.clone();
+            let chunk = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; len];
+                reader.read_exact_at(&mut buf, at).map(|()| buf)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            Ok(Some((web::Bytes::from(chunk), (file, at + len as u64, guard))))
         }
-        let len = (end - at).min(CHUNK) as usize;
-        let reader = file.clone();
-        let chunk = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; len];
-            reader.read_exact_at(&mut buf, at).map(|()| buf)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        Ok(Some((web::Bytes::from(chunk), (file, at + len as u64, guard))))
     })
 }
 
@@ -120,7 +134,8 @@ async fn serve(req: HttpRequest, path: web::Path<(String, String)>, state: web::
         return builder.insert_header((header::CONTENT_LENGTH, end - start)).finish();
     }
     // The guard lives as long as the body: disk GC keeps the file while it is read.
-    builder.body(actix_web::body::SizedStream::new(end - start, Box::pin(body(file, start, end, servable.guard))))
+    let stream = body(file, (start, end), servable.guard, state.throttle.clone());
+    builder.body(actix_web::body::SizedStream::new(end - start, Box::pin(stream)))
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ use supernode_actors::peer_registry::{PeerKind, RegisterPeer};
 use supernode_actors::preheat::PreheatManager;
 use supernode_actors::reports::DfgetReports;
 use supernode_actors::scheduler::PieceScheduler;
-use supernode_actors::task_manager::{Neighbours, TaskLimits, TaskManager};
+use supernode_actors::task_manager::{Neighbours, TaskManager, TaskSettings};
+use supernode_actors::throttle::Throttle;
 use supernode_actors::PeerRegistry;
 use tokio::task::JoinHandle;
 
@@ -153,15 +154,16 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
             CdnManager::new(store, cdn_cfg, found, pieces, metrics, clock, policy)
         })
     };
-    let limits = TaskLimits {
+    let task_settings = TaskSettings {
         max_tasks: cfg.tasks.max_tasks,
         fail_access_interval: cfg.cdn.fail_access_interval,
         open_wait: cfg.cdn.source_head_timeout + cfg.cdn.source_connect_timeout,
+        cdn_pattern: cfg.cdn.pattern,
     };
     let forwarder = cluster.enabled().then(|| Forwarder::new(Some(cfg.security.api_token.clone())));
     let next = Neighbours { cdn: cdn.clone(), scheduler: scheduler.clone(), peers: peers.clone(), forwarder };
     let view = ClusterView::alone(me.clone());
-    let tasks = TaskManager::new(&cached, next, view, metrics.clone(), clock.clone(), limits).start();
+    let tasks = TaskManager::new(&cached, next, view, metrics.clone(), clock.clone(), task_settings).start();
     if cluster.enabled() {
         let store =
             RedisStore::new(&cluster.redis_url, &cluster.key_prefix).map_err(|e| StartError::Cluster(e.to_string()))?;
@@ -198,6 +200,7 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
         instance: format!("{}-{}", v.version, uuid::Uuid::new_v4()),
         policy,
         security: cfg.security.clone(),
+        cdn_pattern: cfg.cdn.pattern,
     });
     let control = HttpServer::new(move || {
         App::new()
@@ -214,7 +217,8 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     .listen(control_listener)
     .map_err(|source| StartError::Bind { addr: control_bind, source })?;
 
-    let download_state = web::Data::new(download::DownloadState { cdn });
+    let throttle = Throttle::new(Some(server_cfg.upload_rate_limit).filter(|r| !r.is_unlimited()));
+    let download_state = web::Data::new(download::DownloadState { cdn, throttle });
     let download = HttpServer::new(move || {
         App::new()
             .app_data(download_state.clone())

@@ -79,6 +79,9 @@ pub enum CdnHost {
     Local,
     /// The task's owner in a cluster, on its download port.
     Remote { ip: Ipv4Addr, port: u16, cid: ClientId, peer: PeerId },
+    /// Nobody caches the task (the source CDN pattern): dfget fetches the supernode's pieces
+    /// from the source at `url`, unwrapped, one range request each.
+    Source { url: String },
 }
 
 /// TaskManager → PieceScheduler: what the scheduler needs to know of a task, after any change.

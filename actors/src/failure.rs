@@ -36,6 +36,9 @@ pub enum SourceFailure {
     Invalid(String),
     #[error(transparent)]
     Denied(PolicyRefusal),
+    /// The source CDN pattern needs a source that serves ranges of a known length.
+    #[error("source cannot be served by its ranges: {0}")]
+    NoRanges(String),
 }
 
 impl SourceFailure {
@@ -91,7 +94,9 @@ impl CdnFailure {
     /// `SourceError` when the source answered an error status; `Failed` for everything else.
     pub fn status(&self) -> CdnStatus {
         match self {
-            CdnFailure::Source(SourceFailure::Auth(_) | SourceFailure::Status(_)) => CdnStatus::SourceError,
+            CdnFailure::Source(SourceFailure::Auth(_) | SourceFailure::Status(_) | SourceFailure::NoRanges(_)) => {
+                CdnStatus::SourceError
+            }
             CdnFailure::AtOwner { status: CdnStatus::SourceError, .. } => CdnStatus::SourceError,
             _ => CdnStatus::Failed,
         }

@@ -208,7 +208,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::ids::{ClientId, PeerId, TaskId};
     use crate::scheduler::{Offer, Progress, RegisterClient, SchedulerConfig};
-    use crate::task_manager::{Neighbours, TaskLimits};
+    use crate::task_manager::{Neighbours, TaskSettings};
     use std::net::Ipv4Addr;
 
     struct Gc {
@@ -264,10 +264,11 @@ mod tests {
             Default::default(),
         )
         .start();
-        let limits = TaskLimits {
+        let limits = TaskSettings {
             max_tasks: 10,
             fail_access_interval: Duration::from_secs(180),
             open_wait: Duration::from_secs(5),
+            cdn_pattern: crate::cdn::CdnPattern::Local,
         };
         let next = Neighbours { cdn: cdn.clone(), scheduler: scheduler.clone(), peers: peers.clone(), forwarder: None };
         let view = crate::cluster::ClusterView::alone(crate::cluster::view::member(1));

@@ -29,6 +29,7 @@ pub mod scheduler;
 pub mod spec;
 pub mod status;
 pub mod task_manager;
+pub mod throttle;
 
 pub use ids::{ClientId, PeerId, PreheatId, TaskId};
 pub use peer_registry::PeerRegistry;

@@ -25,6 +25,12 @@ pub fn piece_size_for(http_len: i64) -> u64 {
     ((len / (100 * MIB) + 2) * MIB).min(MAX_PIECE_SIZE)
 }
 
+/// Pieces of a source of `http_len` bytes served unwrapped, without header or trailer (the
+/// source CDN pattern): each covers a whole piece size of the source.
+pub fn unwrapped_piece_count(http_len: u64) -> u64 {
+    http_len.div_ceil(piece_size_for(http_len as i64))
+}
+
 /// Geometry of one task's CDN file, derived from source length and piece size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PieceLayout {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::http::Method;
 use actix_web::web;
-use supernode_actors::cdn::SourcePolicy;
+use supernode_actors::cdn::{CdnPattern, SourcePolicy};
 
 use crate::config::SecurityConfig;
 use supernode_actors::metrics::Metrics;
@@ -46,9 +46,18 @@ pub struct AppState {
     pub instance: String,
     pub policy: SourcePolicy,
     pub security: SecurityConfig,
+    pub cdn_pattern: CdnPattern,
 }
 
 impl AppState {
+    /// A registration reply's `cdnSource`: where the supernode's pieces come from.
+    pub fn cdn_source(&self) -> &'static str {
+        match self.cdn_pattern {
+            CdnPattern::Local => "supernode",
+            CdnPattern::Source => "source",
+        }
+    }
+
     /// 400 when a request list is longer than `[security] max_list_len`.
     pub fn check_list_len(&self, field: &str, len: usize) -> Result<(), error::ApiError> {
         let max = self.security.max_list_len;

@@ -317,7 +317,7 @@ async fn register(
         task_id: task.id.to_string(),
         file_length: task.http_file_length.map_or(-1, |l| l as i64),
         piece_size: task.piece_size,
-        cdn_source: "supernode",
+        cdn_source: state.cdn_source(),
         as_seed,
         seed_task_id: if as_seed { task.id.to_string() } else { String::new() },
     };

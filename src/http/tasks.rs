@@ -210,7 +210,7 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
         id: task.id.to_string(),
         file_length: task.http_file_length.map_or(-1, |l| l as i64),
         piece_size: task.piece_size,
-        cdn_source: "supernode",
+        cdn_source: state.cdn_source(),
     };
     Ok(json_response(StatusCode::CREATED, &reply))
 }

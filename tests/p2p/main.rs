@@ -5,11 +5,13 @@
 //! * `swarms`: 1, 3 and 16 peers on a 64 MiB file; CDN pieces stay servable while a run ends;
 //! * `bad_peers`: an uploader that dies midway, one that corrupts every piece;
 //! * `operator`: a paused task waits and resumes, a deleted task fails its client at once;
-//! * `failover`: a client of two supernodes moves to the other when its own fails it midway.
+//! * `failover`: a client of two supernodes moves to the other when its own fails it midway;
+//! * `source_pattern`: nothing cached; pieces from the origin by range and from peers.
 
 mod bad_peers;
 mod failover;
 mod operator;
+mod source_pattern;
 mod swarms;
 
 use std::path::Path;

@@ -19,6 +19,7 @@ mod run;
 pub mod scan;
 mod serve;
 pub mod source;
+mod source_pattern;
 pub mod store;
 mod verify;
 pub mod writer;
@@ -44,6 +45,7 @@ use crate::failure::{CdnFailure, WriteError};
 use crate::ids::TaskId;
 use crate::metrics::Metrics;
 use crate::spec::TaskSpec;
+use crate::throttle::Throttle;
 
 enum Entry {
     /// A run is fetching the source into the temporary file.
@@ -80,6 +82,8 @@ pub struct CdnManager {
     /// Files found at start, announced to the scheduler once the actor runs.
     startup: Vec<CachedFile>,
     policy: SourcePolicy,
+    /// `max_bandwidth - system_reserved_bandwidth`, shared by every run.
+    source_throttle: Option<Throttle>,
 }
 
 impl CdnManager {
@@ -103,7 +107,19 @@ impl CdnManager {
         for p in &found.partials {
             entries.insert(p.task_id.clone(), Entry::Partial { size: p.size, last_used: at(p.access_time) });
         }
-        let mgr = CdnManager { store, config, entries, pieces, metrics, clock, startup: found.files, policy };
+        // A reserve that leaves nothing is refused when the settings are read.
+        let source_throttle = Throttle::new(config.source_rate().unwrap_or(None));
+        let mgr = CdnManager {
+            store,
+            config,
+            entries,
+            pieces,
+            metrics,
+            clock,
+            startup: found.files,
+            policy,
+            source_throttle,
+        };
         mgr.update_usage();
         mgr
     }
@@ -165,6 +181,19 @@ impl CdnManager {
     }
 }
 
+impl CdnManager {
+    /// The end of a source pattern's check: nothing was cached.
+    fn check_ended(&mut self, task_id: TaskId, run_id: u64, result: Result<CdnSuccess, CdnFailure>) {
+        let Some(Entry::Running { listener, .. }) = self.running(&task_id, run_id) else { return };
+        let listener = listener.clone();
+        self.entries.remove(&task_id);
+        if result.is_err() {
+            self.metrics.cdn_trigger_failed.inc();
+        }
+        listener.finished.do_send(CdnFinished { task_id, run_id, result });
+    }
+}
+
 impl Actor for CdnManager {
     type Context = Context<Self>;
 
@@ -212,10 +241,19 @@ impl Handler<StartRun> for CdnManager {
             manager: ctx.address(),
             metrics: self.metrics.clone(),
             access_time: self.clock.wall(),
+            throttle: self.source_throttle.clone(),
         };
         let (task_id, run_id) = (msg.task_id.clone(), msg.run_id);
-        let fut = run::execute(job).into_actor(self).map(move |result, act, _| act.run_ended(task_id, run_id, result));
-        let handle = ctx.spawn(fut);
+        let handle = match self.config.pattern {
+            CdnPattern::Local => {
+                let run = run::execute(job).into_actor(self);
+                ctx.spawn(run.map(move |result, act, _| act.run_ended(task_id, run_id, result)))
+            }
+            CdnPattern::Source => {
+                let check = source_pattern::check(job).into_actor(self);
+                ctx.spawn(check.map(move |result, act, _| act.check_ended(task_id, run_id, result)))
+            }
+        };
         let entry = Entry::Running { run_id, handle, written: 0, reader: None, listener: msg.listener };
         self.entries.insert(msg.task_id, entry);
     }

@@ -19,6 +19,7 @@ use crate::ids::TaskId;
 use crate::metrics::Metrics;
 use crate::piece::{piece_size_for, PieceDigest};
 use crate::spec::TaskSpec;
+use crate::throttle::Throttle;
 
 pub(super) struct RunJob {
     pub task_id: TaskId,
@@ -32,6 +33,8 @@ pub(super) struct RunJob {
     pub metrics: Arc<Metrics>,
     /// When the run started, recorded as the file's last use.
     pub access_time: SystemTime,
+    /// The cap on source reads all runs share.
+    pub throttle: Option<Throttle>,
 }
 
 pub(super) struct RunOutput {
@@ -215,6 +218,9 @@ async fn fetch(job: &RunJob, body: SourceBody, start: Start) -> RunResult {
         match next {
             None => break,
             Some(Ok(chunk)) => {
+                if let Some(throttle) = &job.throttle {
+                    throttle.pass(chunk.len()).await;
+                }
                 job.metrics.cdn_download_bytes.inc_by(chunk.len() as u64);
                 if writer.send(chunk).await.is_err() {
                     break;

@@ -64,13 +64,16 @@ pub enum Condition<'a> {
     /// The rest of an interrupted download from `offset`, if the source still has the same
     /// file (`If-Range`); the whole body otherwise.
     ResumeFrom { offset: u64, validators: &'a Validators },
+    /// Only the first byte (`Range: bytes=0-0`): whether the source serves ranges, and its length.
+    FirstByte,
 }
 
 /// The opened response.
 pub enum Opened {
     NotModified,
     Body(SourceBody),
-    /// The source sent the rest from the asked offset (206 to a resume): `total` bytes in all.
+    /// The source sent the rest from the asked offset (206 to a resume, or to a first-byte
+    /// request): `total` bytes in all.
     Rest {
         body: SourceBody,
         total: u64,
@@ -110,6 +113,7 @@ pub async fn open(
     let date = |ms: i64| httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64));
     match condition {
         Condition::Plain => {}
+        Condition::FirstByte => request = request.insert_header((header::RANGE, "bytes=0-0")),
         Condition::Revalidate(v) => {
             if v.last_modified > 0 {
                 request = request.insert_header((header::IF_MODIFIED_SINCE, date(v.last_modified)));
@@ -157,7 +161,8 @@ pub async fn open(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as i64);
     let etag = headers.get(header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let range = headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(parse_content_range);
+    let content_range = headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let range = parse_content_range(&content_range);
     let body = SourceBody { content_length, last_modified, etag, body: Box::pin(response) };
     match (condition, status.as_u16(), range) {
         (Condition::ResumeFrom { offset, .. }, 206, Some((start, end, total))) => {
@@ -167,6 +172,13 @@ pub async fn open(
             Ok(Opened::Rest { body, total })
         }
         (Condition::ResumeFrom { .. }, 206, None) => Err(SourceFailure::Invalid("206 without Content-Range".into())),
+        (Condition::FirstByte, 206, Some((0, 0, total))) if total > 0 => Ok(Opened::Rest { body, total }),
+        (Condition::FirstByte, 206, _) => Err(SourceFailure::NoRanges(format!(
+            "its answer to bytes=0-0 has no usable Content-Range ({content_range:?})"
+        ))),
+        (Condition::FirstByte, status, _) => {
+            Err(SourceFailure::NoRanges(format!("it answered {status} to bytes=0-0, not 206 (no range support)")))
+        }
         _ => Ok(Opened::Body(body)),
     }
 }

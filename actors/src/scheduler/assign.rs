@@ -73,13 +73,9 @@ pub(super) fn decide(
     if client.running.len() >= max {
         return Decision::Limited;
     }
-    let mut candidates: Vec<CandidatePiece> = task
-        .cdn_pieces
-        .iter()
-        .enumerate()
-        .map(|(n, d)| (n as u64, d))
-        .filter(|(n, d)| d.is_some() && !client.holds(*n) && !client.running.contains_key(n))
-        .map(|(n, _)| CandidatePiece { num: n, holders: task.holders.get(n as usize).map_or(0, IndexSet::len) })
+    let mut candidates: Vec<CandidatePiece> = (0..task.known_pieces() as u64)
+        .filter(|n| task.cdn_has(*n) && !client.holds(*n) && !client.running.contains_key(n))
+        .map(|n| CandidatePiece { num: n, holders: task.holders.get(n as usize).map_or(0, IndexSet::len) })
         .collect();
     if candidates.is_empty() {
         return Decision::NoPieceYet;

@@ -186,11 +186,13 @@ impl PieceScheduler {
                 Source::Cdn => {
                     task.cdn_load += 1;
                     self.metrics.pieces_served.with_label_values(&["supernode"]).inc();
-                    let (cid, peer_id, peer_ip, peer_port) = match &task.cdn_host {
-                        CdnHost::Local => {
-                            (super_cid.clone(), self.super_peer.clone(), super_ip.clone(), self.download_port)
+                    let here = || (super_cid.clone(), self.super_peer.clone(), super_ip.clone(), self.download_port);
+                    let ((cid, peer_id, peer_ip, peer_port), path) = match &task.cdn_host {
+                        CdnHost::Local => (here(), task_id.download_path()),
+                        CdnHost::Remote { ip, port, cid, peer } => {
+                            ((cid.clone(), peer.clone(), ip.to_string(), *port), task_id.download_path())
                         }
-                        CdnHost::Remote { ip, port, cid, peer } => (cid.clone(), peer.clone(), ip.to_string(), *port),
+                        CdnHost::Source { url } => (here(), url.clone()),
                     };
                     Assignment {
                         range: slot,
@@ -201,7 +203,7 @@ impl PieceScheduler {
                         peer_id,
                         peer_ip,
                         peer_port,
-                        path: task_id.download_path(),
+                        path,
                     }
                 }
                 Source::Peer(src) => {

@@ -8,6 +8,7 @@ use actix::prelude::*;
 
 use super::state::Source;
 use super::{PieceScheduler, SchedError};
+use crate::events::CdnHost;
 use crate::ids::{ClientId, PeerId, TaskId};
 use crate::piece::{PieceDigest, PieceRange};
 
@@ -177,6 +178,10 @@ impl Handler<ReportPieceError> for PieceScheduler {
     fn handle(&mut self, msg: ReportPieceError, _ctx: &mut Context<Self>) -> Self::Result {
         let about_us = msg.dst == self.super_cid(&msg.task_id).as_str() || msg.dst == self.super_peer.as_str();
         let Some(task) = self.tasks.get_mut(&msg.task_id) else { return MessageResult(PieceErrorFollowUp::Nothing) };
+        // With the source pattern a piece of ours is the source's: there is no copy to check.
+        if about_us && matches!(task.cdn_host, CdnHost::Source { .. }) {
+            return MessageResult(PieceErrorFollowUp::Nothing);
+        }
         if about_us {
             return MessageResult(match (msg.kind, msg.range) {
                 (PieceErrorKind::FileNotExist, _) => PieceErrorFollowUp::CheckCdnFile,

@@ -223,6 +223,15 @@ impl TaskState {
         }
     }
 
+    /// Whether the supernode can hand out piece `n`: the CDN has it on disk or, with the source
+    /// pattern, the source checked out and has every piece.
+    pub fn cdn_has(&self, n: u64) -> bool {
+        match self.cdn_host {
+            CdnHost::Source { .. } => self.status == CdnStatus::Success && n < self.piece_total,
+            CdnHost::Local | CdnHost::Remote { .. } => self.cdn_pieces.get(n as usize).is_some_and(Option::is_some),
+        }
+    }
+
     /// Pieces known so far (the CDN's, or the total once the length is known).
     pub fn known_pieces(&self) -> usize {
         self.cdn_pieces.len().max(self.piece_total as usize)

@@ -89,8 +89,8 @@ impl Handler<AdoptRemote> for TaskManager {
     fn handle(&mut self, msg: AdoptRemote, _ctx: &mut Context<Self>) -> Self::Result {
         let id = msg.info.task_id.clone();
         let created = !self.tasks.contains_key(&id);
-        if created && self.tasks.len() >= self.limits.max_tasks {
-            return Err(RegisterError::TooManyTasks(self.limits.max_tasks));
+        if created && self.tasks.len() >= self.settings.max_tasks {
+            return Err(RegisterError::TooManyTasks(self.settings.max_tasks));
         }
         let now = DateTime::<Utc>::from(self.clock.wall());
         let task = self.tasks.entry(id.clone()).or_insert_with(|| {

@@ -36,7 +36,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use crate::cdn::scan::CachedFile;
-use crate::cdn::{CacheFiles, CdnManager, DropTask, StartRun};
+use crate::cdn::{CacheFiles, CdnManager, CdnPattern, DropTask, StartRun};
 use crate::clock::SharedClock;
 use crate::cluster::forward::Forwarder;
 use crate::cluster::view::{ClusterView, Member};
@@ -109,14 +109,15 @@ impl Task {
     }
 }
 
-/// Limits the manager enforces.
+/// The limits the manager enforces, and where clients get the supernode's pieces from.
 #[derive(Clone, Debug)]
-pub struct TaskLimits {
+pub struct TaskSettings {
     pub max_tasks: usize,
     /// How long a 404 or unreachable source is answered from memory.
     pub fail_access_interval: Duration,
     /// Upper bound on how long a registration waits for the source to answer.
     pub open_wait: Duration,
+    pub cdn_pattern: CdnPattern,
 }
 
 /// Where the manager's workflows send their steps.
@@ -143,7 +144,7 @@ pub struct TaskManager {
     view: ClusterView,
     metrics: Arc<Metrics>,
     clock: SharedClock,
-    limits: TaskLimits,
+    settings: TaskSettings,
     next_run: u64,
 }
 
@@ -154,7 +155,7 @@ impl TaskManager {
         view: ClusterView,
         metrics: Arc<Metrics>,
         clock: SharedClock,
-        limits: TaskLimits,
+        settings: TaskSettings,
     ) -> Self {
         let created = DateTime::<Utc>::from(clock.wall());
         let tasks: HashMap<TaskId, Task> = cached
@@ -191,7 +192,7 @@ impl TaskManager {
             view,
             metrics,
             clock,
-            limits,
+            settings,
             next_run: 1,
         }
     }
@@ -207,9 +208,10 @@ impl TaskManager {
     /// Tells the scheduler, and anyone waiting for the run to end, about a change.
     fn notify(&mut self, id: &TaskId) {
         let Some(task) = self.tasks.get(id) else { return };
-        let cdn_host = match &task.home {
-            TaskHome::Local => CdnHost::Local,
-            TaskHome::Remote(owner) => CdnHost::Remote {
+        let cdn_host = match (&task.home, self.settings.cdn_pattern) {
+            (_, CdnPattern::Source) => CdnHost::Source { url: task.spec.raw_url.clone() },
+            (TaskHome::Local, CdnPattern::Local) => CdnHost::Local,
+            (TaskHome::Remote(owner), CdnPattern::Local) => CdnHost::Remote {
                 ip: owner.advertise_ip,
                 port: owner.download_port,
                 cid: owner.super_cid(id),

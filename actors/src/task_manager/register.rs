@@ -9,7 +9,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::{Task, TaskHome, TaskManager};
-use crate::cdn::CacheFiles;
+use crate::cdn::{CacheFiles, CdnPattern};
 use crate::cluster::forward::OwnerRefusal;
 use crate::failure::{CdnFailure, SourceFailure};
 use crate::ids::{ClientId, PeerId, TaskId};
@@ -208,22 +208,23 @@ impl Handler<RegisterTask> for TaskManager {
     fn handle(&mut self, msg: RegisterTask, ctx: &mut Context<Self>) -> Self::Result {
         let RegisterTask(spec, route) = msg;
         let id = spec.task_id();
-        if route == Route::ToOwner {
+        // With the source pattern nobody fetches the source, so there is nothing to own.
+        if route == Route::ToOwner && self.settings.cdn_pattern == CdnPattern::Local {
             if let Some(forward) = self.forward_to_owner(&id, &spec, ctx) {
                 return forward;
             }
         }
         let now = self.clock.now();
         if let Some((at, failure)) = self.unreachable.get(&id) {
-            if now.duration_since(*at) < self.limits.fail_access_interval {
+            if now.duration_since(*at) < self.settings.fail_access_interval {
                 let err = RegisterError::Remembered(failure.clone());
                 return Box::pin(async move { Err(err) });
             }
             self.unreachable.remove(&id);
         }
         let created = !self.tasks.contains_key(&id);
-        if created && self.tasks.len() >= self.limits.max_tasks {
-            let err = RegisterError::TooManyTasks(self.limits.max_tasks);
+        if created && self.tasks.len() >= self.settings.max_tasks {
+            let err = RegisterError::TooManyTasks(self.settings.max_tasks);
             return Box::pin(async move { Err(err) });
         }
         let wall = chrono::DateTime::<chrono::Utc>::from(self.clock.wall());
@@ -251,7 +252,7 @@ impl Handler<RegisterTask> for TaskManager {
         }
         let (tx, rx) = oneshot::channel();
         self.waiters.entry(id).or_default().push(tx);
-        let wait = self.limits.open_wait;
+        let wait = self.settings.open_wait;
         Box::pin(async move {
             // A deadline on I/O (the source's answer), not bookkeeping: tokio's timer.
             match tokio::time::timeout(wait, rx).await {

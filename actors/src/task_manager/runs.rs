@@ -4,8 +4,9 @@
 use actix::prelude::*;
 
 use super::{RegisterError, TaskManager};
+use crate::cdn::CdnPattern;
 use crate::events::{CdnFinished, SourceOpened};
-use crate::piece::PieceLayout;
+use crate::piece::{unwrapped_piece_count, PieceLayout};
 use crate::status::CdnStatus;
 
 impl Handler<SourceOpened> for TaskManager {
@@ -18,7 +19,11 @@ impl Handler<SourceOpened> for TaskManager {
             Ok(info) => {
                 task.http_file_length = info.length;
                 task.piece_size = info.piece_size;
-                task.piece_total = info.length.map_or(0, |len| PieceLayout::new(len, info.piece_size).piece_count());
+                task.piece_total = match (info.length, self.settings.cdn_pattern) {
+                    (None, _) => 0,
+                    (Some(len), CdnPattern::Local) => PieceLayout::new(len, info.piece_size).piece_count(),
+                    (Some(len), CdnPattern::Source) => unwrapped_piece_count(len),
+                };
                 Self::set_status(&self.metrics, task, CdnStatus::Running);
                 Ok(task.clone())
             }

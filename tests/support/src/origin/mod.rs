@@ -7,7 +7,7 @@
 //! conditional requests with 304, can demand an exact `Authorization` value (401 otherwise),
 //! can cut a body off after N bytes (the stream errors, so the connection is dropped) or hold
 //! it after N bytes until told to go on, can delay its response head, answer a fixed status or
-//! redirect, and serves single `Range` requests with 206 (416 past the end).
+//! redirect, and serves single `Range` requests with 206 (416 past the end) unless told not to.
 //!
 //! Stats are keyed by the request path without the query string, also for unknown paths (404).
 
@@ -94,6 +94,8 @@ struct FileEntry {
     validators: bool,
     /// No Content-Length: a chunked body.
     chunked: bool,
+    /// Answer `Range` requests with 206; otherwise ignore them and send the whole body.
+    ranges: bool,
 }
 
 #[derive(Default)]
@@ -160,6 +162,7 @@ impl Origin {
                 gate: Arc::new(AtomicBool::new(true)),
                 validators: true,
                 chunked: false,
+                ranges: true,
             },
         };
         entry.etag = format!(
@@ -242,6 +245,12 @@ impl Origin {
     /// `true`: bodies are sent chunked, without Content-Length.
     pub fn set_chunked(&self, path: &str, on: bool) {
         self.with_entry(path, |e| e.chunked = on);
+    }
+
+    /// `false`: `Range` is ignored and the whole body sent with 200, as by a server without
+    /// range support.
+    pub fn set_ranges(&self, path: &str, on: bool) {
+        self.with_entry(path, |e| e.ranges = on);
     }
 
     /// Delays the response head of this path.

@@ -119,7 +119,7 @@ pub(super) async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpRe
         Some(v) if v.starts_with('"') || v.starts_with("W/") => entry.validators && v.as_str() == entry.etag,
         Some(v) => entry.validators && *v == last_modified,
     };
-    let range = range.filter(|_| range_current);
+    let range = range.filter(|_| range_current && entry.ranges);
     let (status, start, end) = match range.as_deref().and_then(|r| parse_range(r, len)) {
         None => (StatusCode::OK, 0, len),
         Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
@@ -130,7 +130,10 @@ pub(super) async fn serve(req: HttpRequest, shared: web::Data<Shared>) -> HttpRe
         }
     };
     let mut builder = HttpResponse::build(status);
-    builder.content_type("application/octet-stream").insert_header((header::ACCEPT_RANGES, "bytes"));
+    builder.content_type("application/octet-stream");
+    if entry.ranges {
+        builder.insert_header((header::ACCEPT_RANGES, "bytes"));
+    }
     if entry.validators {
         builder.insert_header((header::ETAG, entry.etag.clone())).insert_header((header::LAST_MODIFIED, last_modified));
     }
