@@ -37,25 +37,25 @@ use crate::http::AppState;
 pub struct RunningServer {
     pub control_addr: SocketAddr,
     pub download_addr: SocketAddr,
-    handles: Vec<ServerHandle>,
-    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    control: ServerHandle,
+    task: JoinHandle<std::io::Result<()>>,
+    download: download::DownloadServer,
     gc: Addr<GcActor>,
 }
 
 impl RunningServer {
-    /// Waits until the listeners stop (SIGINT/SIGTERM or [`RunningServer::stop`]).
+    /// Waits until the listeners stop (SIGINT/SIGTERM or [`RunningServer::stop`]): the control
+    /// API handles the signals, and the download port stops with it.
     pub async fn wait(self) -> std::io::Result<()> {
-        for t in self.tasks {
-            t.await.map_err(std::io::Error::other)??;
-        }
-        Ok(())
+        let result = self.task.await.map_err(std::io::Error::other).and_then(|r| r);
+        self.download.stop(true).await;
+        result
     }
 
     /// Stops the listeners; `graceful` lets in-flight requests finish.
     pub async fn stop(&self, graceful: bool) {
-        for h in &self.handles {
-            h.stop(graceful).await;
-        }
+        self.control.stop(graceful).await;
+        self.download.stop(graceful).await;
     }
 
     /// Runs one garbage collection now and waits for it (also what the periodic runs do).
@@ -218,24 +218,16 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     .map_err(|source| StartError::Bind { addr: control_bind, source })?;
 
     let throttle = Throttle::new(Some(server_cfg.upload_rate_limit).filter(|r| !r.is_unlimited()));
-    let download_state = web::Data::new(download::DownloadState { cdn, throttle });
-    let download = HttpServer::new(move || {
-        App::new()
-            .app_data(download_state.clone())
-            .configure(download::routes)
-            .default_service(web::to(http::not_found))
-    })
-    .keep_alive(Duration::from_secs(600))
-    .shutdown_timeout(server_cfg.shutdown_timeout_secs)
-    .listen(download_listener)
-    .map_err(|source| StartError::Bind { addr: download_bind, source })?;
+    let download_state = download::DownloadState { cdn, throttle };
+    let shutdown_timeout = Duration::from_secs(server_cfg.shutdown_timeout_secs);
+    let download = download::DownloadServer::start(download_listener, download_state, shutdown_timeout)
+        .map_err(|source| StartError::Bind { addr: download_bind, source })?;
 
     let control = control.run();
-    let download = download.run();
-    let handles = vec![control.handle(), download.handle()];
-    let tasks = vec![actix_web::rt::spawn(control), actix_web::rt::spawn(download)];
+    let handle = control.handle();
+    let task = actix_web::rt::spawn(control);
     tracing::info!(%control_addr, %download_addr, home = %settings.home_dir.display(), advertise_ip = %settings.advertise_ip, "supernode listening");
-    Ok(RunningServer { control_addr, download_addr, handles, tasks, gc })
+    Ok(RunningServer { control_addr, download_addr, control: handle, task, download, gc })
 }
 
 fn hostname() -> String {
