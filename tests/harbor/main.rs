@@ -10,7 +10,7 @@
 //! * `api`: bodies Harbor 2.12 and 2.13+ send, bodies that do not validate (422), job IDs
 //!   (404, 422), the job object's exact keys and defaults;
 //! * `records`: jobs survive a restart, IDs are never reused, jobs are collected after the
-//!   preheat retention.
+//!   preheat retention, a job whose preheat is deleted fails.
 
 mod api;
 mod auth;

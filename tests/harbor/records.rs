@@ -80,3 +80,21 @@ async fn unreadable_state_file_does_not_bring_back_old_ids() {
     let v: Value = serde_json::from_slice(&std::fs::read(s.home_path().join("preheats.json")).unwrap()).unwrap();
     assert_eq!(v["next_job_id"], job.id + 1, "{v}");
 }
+
+/// The image preheat a pending job follows is deleted (`DELETE /preheats/{id}`): the job ends
+/// in FAILURE saying so, instead of waiting for its timeout.
+#[actix_web::test]
+async fn deleting_the_preheat_fails_its_pending_job() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = testkit::start().await;
+    let url = format!("http://{}/v2/slow/app/manifests/v1", silent.local_addr().unwrap());
+    let job = create_job(&s, &url, "t").await;
+    let (_, raw) = poll(&s, job.id).await;
+    assert_eq!(raw["state"], "PENDING");
+    let (status, text) = testkit::delete(&s, &format!("/preheats/{}", raw["task_id"].as_str().unwrap())).await;
+    assert_eq!(status, 200, "{text}");
+    let (done, raw) = poll(&s, job.id).await;
+    assert_eq!(done.state, "FAILURE", "{raw}");
+    assert!(done.job_state().error.contains("was deleted"), "{raw}");
+    drop(silent);
+}
