@@ -53,7 +53,7 @@ async fn every_harbor_body_is_accepted() {
         harbor_body(&url, "t", "all_seed_peers", json!([3])),
         harbor_body(&url, "t", "", Value::Null),
         // Keys in another case, nulls, and keys Harbor never sends but the manager accepts.
-        json!({"TYPE": "preheat", "Args": {"Type": "image", "URL": url, "headers": null, "timeout": null,
+        json!({"TYPE": "preheat", "Args": {"Type": "image", "URL": url, "headers": {"X-Note": "caf\u{e9}\tok"}, "timeout": null,
             "platform": "linux/arm64"}, "bio": "x", "user_id": 3, "scheduler_cluster_ids": []})
         .to_string(),
     ];
