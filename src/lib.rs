@@ -22,7 +22,7 @@ use supernode_actors::cluster::{ClusterActor, ClusterDeps, ClusterView, Member, 
 use supernode_actors::gc::{GcActor, GcReport, GcTargets, RunGc};
 use supernode_actors::metrics::Metrics;
 use supernode_actors::peer_registry::{PeerKind, RegisterPeer};
-use supernode_actors::preheat::PreheatManager;
+use supernode_actors::preheat::{PreheatManager, SeedHost};
 use supernode_actors::reports::DfgetReports;
 use supernode_actors::scheduler::PieceScheduler;
 use supernode_actors::task_manager::{Neighbours, TaskManager, TaskSettings};
@@ -184,8 +184,9 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     let preheats = {
         let (home, tasks, cdn, cfg, policy, clock) =
             (settings.home_dir.clone(), tasks.clone(), cdn.clone(), cfg.preheat.clone(), policy.clone(), clock.clone());
+        let seed = SeedHost { hostname: hostname(), ip: settings.advertise_ip };
         PreheatManager::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            PreheatManager::new(&home, tasks, cdn, cfg, policy, clock)
+            PreheatManager::new(&home, tasks, cdn, cfg, policy, clock).with_seed_host(seed)
         })
     };
     let reports = DfgetReports::new(metrics.clone()).start();

@@ -190,22 +190,26 @@ fn references_resolve_and_named_schemas_exist() {
 }
 
 /// The optional token guards POST/PUT/DELETE under `/api/v1` except heartbeat and network,
-/// and POST/DELETE on `/preheats…`; the document declares `bearer` on exactly those.
+/// POST/DELETE on `/preheats…` and everything under `/oapi/v1/jobs`; the document declares
+/// `bearer` on exactly those, and the `access_token` query on the job API only.
 #[test]
 fn bearer_token_declared_on_exactly_the_guarded_operations() {
     let doc = document();
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let jobs = |path: &str| path.starts_with("/oapi/v1/jobs");
     let guarded = |method: &str, path: &str| {
         let mutating = matches!(method, "POST" | "PUT" | "DELETE");
         let v1 = path.starts_with("/api/v1/") && !matches!(path, "/api/v1/peer/heartbeat" | "/api/v1/peer/network");
         let preheat = path.starts_with("/preheats") && matches!(method, "POST" | "DELETE");
-        (mutating && v1) || preheat
+        (mutating && v1) || preheat || jobs(path)
     };
     for (method, path) in documented_routes(&doc) {
         let op = &doc["paths"][&path][method.to_ascii_lowercase()];
         let security = op["security"].as_array().cloned().unwrap_or_default();
         let declares_bearer = security.iter().any(|s| s.get("bearer").is_some());
         assert_eq!(declares_bearer, guarded(&method, &path), "{method} {path}: security {security:?}");
+        let declares_query = security.iter().any(|s| s.get("accessToken").is_some());
+        assert_eq!(declares_query, jobs(&path), "{method} {path}: security {security:?}");
         if declares_bearer {
             assert!(
                 security.iter().any(|s| s.as_object().is_some_and(|o| o.is_empty())),

@@ -90,13 +90,20 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Optional bearer-token protection of the mutating operator endpoints (off when no token is set).
+/// Optional bearer-token protection (off when no token is set) of the mutating operator
+/// endpoints, and of every request to the job API, which also takes `?access_token=`.
 pub async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
     let token = req.app_data::<web::Data<AppState>>().map(|s| s.security.api_token.clone()).unwrap_or_default();
-    if !token.is_empty() && is_guarded(req.method(), req.path()) {
+    if !token.is_empty() && super::jobs::is_jobs_path(req.path()) {
+        let given = super::jobs::given_token(&req).unwrap_or_default();
+        if !same_secret(given.as_bytes(), token.as_bytes()) {
+            let res = actix_web::ResponseError::error_response(&super::jobs::JobsError::Unauthorized);
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    } else if !token.is_empty() && is_guarded(req.method(), req.path()) {
         let given = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)

@@ -3,6 +3,7 @@
 
 mod cluster;
 pub mod error;
+mod jobs;
 pub mod json;
 mod middleware;
 mod peers;
@@ -114,6 +115,7 @@ fn register(r: &mut RouteSet) {
     seeds::routes(r);
     ui::routes(r);
     cluster::routes(r);
+    jobs::routes(r);
 }
 
 /// Registers every control-API route (unversioned; the prefix is stripped before routing).

@@ -13,6 +13,7 @@ use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use supernode_actors::preheat::{
     CreateOutcome, CreatePreheat, DeletePreheat, GetPreheat, ListPreheats, Preheat, PreheatRequest, PreheatType,
+    RegistryAuth,
 };
 use supernode_actors::PreheatId;
 
@@ -105,7 +106,14 @@ async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppSta
     state.check_list_len("headers", r.headers.len())?;
     super::registry::check_headers(&r.headers)?;
     state.check_source(&url)?;
-    let request = PreheatRequest { kind, url, filter: r.filter, identifier: r.identifier, headers: r.headers };
+    let request = PreheatRequest {
+        kind,
+        url,
+        filter: r.filter,
+        identifier: r.identifier,
+        headers: r.headers,
+        registry_auth: RegistryAuth::Challenge,
+    };
     match state.preheats.send(CreatePreheat(request)).await? {
         CreateOutcome::Created(id) | CreateOutcome::InProgress(id) => {
             Ok(json_response(StatusCode::OK, &CreatedBody { id: id.to_string() }))

@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use testkit::protocol::preheat_id;
-use testkit::registry::{
-    basic, digest_of, push_image, Format, Front, FrontAuth, Hit, Registry, TokenServer, DOCKER_CONFIG, DOCKER_LAYER,
-    DOCKER_MANIFEST,
-};
+use testkit::registry::{basic, push_image, Format, Front, FrontAuth, Hit, Registry, TokenServer};
 use testkit::{get_json, poll_until, TestServer};
 
 use crate::{assert_layers_cached, bytes, create, list, wait_failed, wait_success};
@@ -98,31 +95,17 @@ async fn image_preheat_behind_basic_auth() {
 async fn image_preheat_fails_on_a_layer_digest_mismatch() {
     let front = Front::start(None, FrontAuth::None);
     let name = "bad/app";
-    let good = bytes(71, 300_000);
-    let good_digest = digest_of(&good);
-    let claimed = bytes(72, 200_000);
-    let bad_digest = digest_of(&claimed);
+    let (good, claimed) = (bytes(71, 300_000), bytes(72, 200_000));
     let served = bytes(73, 200_000); // not what the digest says
-    let config = b"{}".to_vec();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST,
-        "config": {"mediaType": DOCKER_CONFIG, "size": config.len(), "digest": digest_of(&config)},
-        "layers": [
-            {"mediaType": DOCKER_LAYER, "size": good.len(), "digest": good_digest},
-            {"mediaType": DOCKER_LAYER, "size": claimed.len(), "digest": bad_digest},
-        ],
-    });
-    front.serve(&format!("/v2/{name}/manifests/v1"), DOCKER_MANIFEST, manifest.to_string().into_bytes());
-    front.serve(&format!("/v2/{name}/blobs/{good_digest}"), "application/octet-stream", good);
-    front.serve(&format!("/v2/{name}/blobs/{bad_digest}"), "application/octet-stream", served);
+    let digests = front.serve_image(name, "v1", &[(&good, &good), (&claimed, &served)]);
+    let (good_digest, bad_digest) = (digests[0].as_str(), digests[1].as_str());
     let s = testkit::start().await;
 
     let id = create(&s, &json!({"type": "image", "url": front.url(&format!("/v2/{name}/manifests/v1"))})).await;
     let v = wait_failed(&s, &id).await;
     let msg = v["errorMsg"].as_str().unwrap();
-    assert!(msg.contains(&bad_digest), "the failing layer is named: {msg}");
-    assert!(!msg.contains(&good_digest), "only the failing layer is named: {msg}");
+    assert!(msg.contains(bad_digest), "the failing layer is named: {msg}");
+    assert!(!msg.contains(good_digest), "only the failing layer is named: {msg}");
 
     let bad_child = preheat_id(&front.url(&format!("/v2/{name}/blobs/{bad_digest}")), "", "", None);
     let child = wait_failed(&s, &bad_child).await;

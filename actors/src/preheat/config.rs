@@ -7,10 +7,12 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PreheatConfig {
-    /// How long finished preheats stay visible (Harbor polls a preheat for up to 30 min).
+    /// How long finished preheats and ended preheat jobs stay visible (Harbor polls a preheat
+    /// for up to 30 min).
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
-    /// A preheat not finished after this long fails with `timeout`.
+    /// A preheat not finished after this long fails with `timeout`; also the timeout of a
+    /// preheat job that names none.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Platform chosen from a manifest list / OCI index.

@@ -2,12 +2,15 @@
 //!
 //! Handles Docker schema 2 and OCI manifests, manifest lists / OCI indexes (one
 //! platform, linux/amd64 by default), schema 1 as a last resort, and the registry's
-//! token authentication (401 with `WWW-Authenticate: Bearer …`).
+//! token authentication (401 with `WWW-Authenticate: Bearer …`) unless the caller's headers
+//! already carry the token ([`RegistryAuth::AsGiven`]).
 
 use std::collections::BTreeMap;
 
 use awc::http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::Value;
+
+pub use super::record::RegistryAuth;
 
 /// Why an image's layers could not be found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -245,18 +248,19 @@ async fn fetch_token(
         .ok_or_else(|| failed("no token in reply".into()))
 }
 
-/// GETs a registry URL, following one Bearer token challenge. `headers` is updated to the
-/// headers that succeeded (with the token), so blob fetches can reuse them.
+/// GETs a registry URL, following one Bearer token challenge when `auth` allows it. `headers`
+/// is updated to the headers that succeeded (with the token), so blob fetches can reuse them.
 pub async fn registry_get(
     client: &awc::Client,
     url: &str,
     headers: &mut BTreeMap<String, String>,
+    auth: RegistryAuth,
 ) -> Result<Vec<u8>, RegistryError> {
     let (status, challenge, body) = get_once(client, url, headers).await?;
     if (200..300).contains(&status) {
         return Ok(body);
     }
-    if status == 401 {
+    if status == 401 && auth == RegistryAuth::Challenge {
         if let Some((scheme, params)) = challenge.as_deref().and_then(parse_challenge) {
             if scheme.eq_ignore_ascii_case("bearer") {
                 let token = fetch_token(client, &params, headers).await?;
@@ -279,17 +283,18 @@ pub async fn layer_urls(
     url: &str,
     mut headers: BTreeMap<String, String>,
     platform: &str,
+    auth: RegistryAuth,
 ) -> Result<(Vec<(String, String)>, BTreeMap<String, String>), RegistryError> {
     let at = ManifestUrl::parse(url)?;
     let manifest =
         |body: &[u8]| parse_manifest(body).map_err(|error| RegistryError::Manifest { url: url.to_string(), error });
-    let body = registry_get(client, url, &mut headers).await?;
+    let body = registry_get(client, url, &mut headers, auth).await?;
     let layers = match manifest(&body)? {
         Manifest::Image(layers) => layers,
         Manifest::Index(entries) => {
             let digest = pick_platform(&entries, platform)
                 .ok_or_else(|| RegistryError::NoPlatform { url: url.to_string(), platform: platform.to_string() })?;
-            let body = registry_get(client, &at.manifest(&digest), &mut headers).await?;
+            let body = registry_get(client, &at.manifest(&digest), &mut headers, auth).await?;
             match manifest(&body)? {
                 Manifest::Image(layers) => layers,
                 Manifest::Index(_) => {

@@ -100,8 +100,9 @@ pub async fn read_image(record: Preheat, env: JobEnv) -> Result<Layers, PreheatE
     let timeouts = SourceTimeouts { connect: Duration::from_secs(3), head: env.registry_timeout };
     env.policy.check_url(&record.url).map_err(PreheatError::Denied)?;
     let client = http_client(&SourceTls::default(), &timeouts, &env.policy).map_err(PreheatError::Client)?;
-    let (blobs, headers) = image::layer_urls(&client, &record.url, record.headers.clone(), &env.platform)
-        .await
-        .map_err(PreheatError::Registry)?;
+    let (blobs, headers) =
+        image::layer_urls(&client, &record.url, record.headers.clone(), &env.platform, record.registry_auth)
+            .await
+            .map_err(PreheatError::Registry)?;
     Ok(Layers { blobs, headers })
 }

@@ -5,18 +5,27 @@
 //! one child file preheat per layer blob, whose sha256 digest is checked on the cached
 //! bytes; a layer already cached or already being preheated counts toward the image. The
 //! image finishes when its last layer does: nothing polls. Records are persisted under the
-//! home dir and kept for `retention` after they finish (Harbor polls them for up to 30 min).
+//! home dir and kept for `retention` after they finish (Harbor polls them for up to 30 min);
+//! a layer's record is kept as long as an image record that names it.
+//!
+//! Harbor 2.12+ speaks the Dragonfly 2 manager's job API instead: a numbered job wraps one
+//! image preheat (`job_record`, `job_messages`), is persisted with the records and kept as
+//! long as they are.
 
 mod config;
 pub mod image;
+mod job_messages;
+mod job_record;
 mod jobs;
 mod record;
 
 pub use config::PreheatConfig;
+pub use job_messages::{CreateJob, GetJob, DEFAULT_SCOPE};
+pub use job_record::{JobArgs, JobId, JobOutcome, JobState, LayerOutcome, PreheatJob, SeedHost};
 pub use jobs::PreheatError;
-pub use record::{Preheat, PreheatRequest, PreheatStatus, PreheatType};
+pub use record::{Preheat, PreheatRequest, PreheatStatus, PreheatType, RegistryAuth};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use actix::prelude::*;
@@ -26,6 +35,7 @@ use crate::cdn::{CdnManager, SourcePolicy};
 use crate::clock::{run_every, SharedClock};
 use crate::ids::PreheatId;
 use crate::task_manager::TaskManager;
+use job_record::JobBook;
 use jobs::{JobEnv, Layers};
 use record::RecordFile;
 
@@ -42,6 +52,10 @@ pub struct PreheatManager {
     config: PreheatConfig,
     clock: SharedClock,
     file: RecordFile,
+    /// The Dragonfly 2 jobs, kept in the records' file.
+    book: JobBook,
+    /// Named in the jobs' layer outcomes as the holder of the layers.
+    seed: SeedHost,
 }
 
 impl PreheatManager {
@@ -57,7 +71,15 @@ impl PreheatManager {
         let file = RecordFile::new(home);
         let env =
             JobEnv { tasks, cdn, policy, registry_timeout: config.registry_timeout, platform: config.platform.clone() };
-        PreheatManager { records: file.load(), jobs: HashMap::new(), env, config, clock, file }
+        let state = file.load(DateTime::<Utc>::from(clock.wall()));
+        let (records, book) = (state.preheats, state.jobs);
+        PreheatManager { records, jobs: HashMap::new(), env, config, clock, file, book, seed: SeedHost::default() }
+    }
+
+    /// Names `seed` as the holder of preheated layers in the jobs' outcomes.
+    pub fn with_seed_host(mut self, seed: SeedHost) -> Self {
+        self.seed = seed;
+        self
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -65,7 +87,7 @@ impl PreheatManager {
     }
 
     fn persist(&self) {
-        self.file.save(&self.records);
+        self.file.save(&self.records, &self.book);
     }
 
     /// Creates or reruns a record and starts its work.
@@ -96,6 +118,7 @@ impl PreheatManager {
             finish_time: None,
             error_msg: String::new(),
             digest,
+            registry_auth: req.registry_auth,
         };
         self.records.insert(id.clone(), record);
         self.start(&id, ctx);
@@ -144,6 +167,7 @@ impl PreheatManager {
             job.work = None;
         }
         let mut children = Vec::with_capacity(layers.blobs.len());
+        let registry_auth = self.records.get(id).map(|r| r.registry_auth).unwrap_or_default();
         for (url, digest) in layers.blobs {
             let req = PreheatRequest {
                 kind: PreheatType::File,
@@ -151,6 +175,7 @@ impl PreheatManager {
                 filter: String::new(),
                 identifier: String::new(),
                 headers: layers.headers.clone(),
+                registry_auth,
             };
             children.push(self.create(req, Some(id.clone()), Some(digest), ctx).into_id());
         }
@@ -204,6 +229,7 @@ impl PreheatManager {
                 r.error_msg = e.to_string();
             }
         }
+        self.settle_jobs_of(id);
         self.persist();
         self.settle_images_of(id, ctx);
     }
@@ -221,13 +247,20 @@ impl PreheatManager {
         }
     }
 
+    /// Removes records finished longer than `retention` ago, except layers of an image record
+    /// that stays (a layer finishes before its image), and jobs that ended that long ago.
     fn collect_expired(&mut self) {
         let Ok(retention) = chrono::Duration::from_std(self.config.retention) else { return };
         let now = self.now();
+        let expired = |r: &Preheat| r.status.finished() && r.finish_time.is_some_and(|t| now - t > retention);
+        let named: HashSet<PreheatId> =
+            self.records.values().filter(|r| !expired(r)).flat_map(|r| r.children.iter().cloned()).collect();
         let before = self.records.len();
-        self.records.retain(|_, r| !(r.status.finished() && r.finish_time.is_some_and(|t| now - t > retention)));
-        if self.records.len() != before {
-            tracing::info!(collected = before - self.records.len(), "expired preheat records collected");
+        self.records.retain(|id, r| !expired(r) || named.contains(id));
+        let records = before - self.records.len();
+        let jobs = self.book.collect(now, retention);
+        if records > 0 || jobs > 0 {
+            tracing::info!(records, jobs, "expired preheat records and jobs collected");
             self.persist();
         }
     }
@@ -243,6 +276,7 @@ impl Actor for PreheatManager {
         for id in unfinished {
             self.start(&id, ctx);
         }
+        self.resume_jobs(ctx);
         let (clock, every) = (self.clock.clone(), self.config.collect_interval);
         run_every(ctx, &clock, every, every, |act: &mut Self, _| act.collect_expired());
     }
@@ -322,6 +356,7 @@ impl Handler<DeletePreheat> for PreheatManager {
             }
             self.records.remove(id);
         }
+        self.settle_jobs_of(&record.id);
         self.persist();
         for id in std::iter::once(&record.id).chain(record.children.iter()) {
             self.settle_images_of(id, ctx);

@@ -1,4 +1,5 @@
-//! Preheat records as kept, shown and persisted (`<home>/preheats.json`).
+//! Preheat records as kept, shown and persisted (`<home>/preheats.json`, which also holds
+//! the preheat jobs of the Dragonfly 2 job API, so that both are written in one atomic step).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -6,6 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::job_record::{JobBook, PreheatJob};
 use crate::cdn::store::write_atomic;
 use crate::ids::PreheatId;
 
@@ -40,6 +42,19 @@ impl PreheatStatus {
     }
 }
 
+/// How an image preheat authenticates at the registry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryAuth {
+    /// A 401 with a Bearer challenge is answered by fetching a token from the challenge's
+    /// realm with the preheat's own credentials (what `/preheats` callers rely on).
+    #[default]
+    Challenge,
+    /// The headers are sent exactly as given and a 401 fails the preheat: Harbor 2.12+ passes
+    /// a registry token it issued itself, and a second token from the realm is not asked for.
+    AsGiven,
+}
+
 /// One preheat.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Preheat {
@@ -58,6 +73,9 @@ pub struct Preheat {
     pub error_msg: String,
     /// Layer digest to verify (children of image preheats).
     pub digest: Option<String>,
+    /// Absent in records written before jobs existed: those answered challenges.
+    #[serde(default)]
+    pub registry_auth: RegistryAuth,
 }
 
 /// What to preheat.
@@ -69,6 +87,7 @@ pub struct PreheatRequest {
     pub filter: String,
     pub identifier: String,
     pub headers: BTreeMap<String, String>,
+    pub registry_auth: RegistryAuth,
 }
 
 impl PreheatRequest {
@@ -89,6 +108,18 @@ pub fn filter_keys(filter: &str) -> Vec<&str> {
 #[derive(Serialize, Deserialize, Default)]
 struct StateFile {
     preheats: Vec<Preheat>,
+    /// Absent in files written before jobs existed.
+    #[serde(default)]
+    jobs: Vec<PreheatJob>,
+    /// The next job ID to hand out; kept so that IDs are never reused after a restart.
+    #[serde(default)]
+    next_job_id: u64,
+}
+
+/// What the state file holds.
+pub struct State {
+    pub preheats: HashMap<PreheatId, Preheat>,
+    pub jobs: JobBook,
 }
 
 /// The records' file. Every write replaces it atomically, so a crash or a full disk leaves
@@ -102,25 +133,31 @@ impl RecordFile {
         RecordFile { path: home.join("preheats.json") }
     }
 
-    /// The records on disk. An unreadable file is set aside (`preheats.json.bad`) and logged.
-    pub fn load(&self) -> HashMap<PreheatId, Preheat> {
-        let Ok(bytes) = std::fs::read(&self.path) else { return HashMap::new() };
+    /// The records on disk. An unreadable file is set aside (`preheats.json.bad`) and logged;
+    /// job IDs then start above `now` in milliseconds, which no ID handed out before reaches.
+    pub fn load(&self, now: DateTime<Utc>) -> State {
+        let fresh =
+            |first_job_id: u64| State { preheats: HashMap::new(), jobs: JobBook::new(Vec::new(), first_job_id) };
+        let Ok(bytes) = std::fs::read(&self.path) else { return fresh(1) };
         match serde_json::from_slice::<StateFile>(&bytes) {
-            Ok(s) => s.preheats.into_iter().map(|p| (p.id.clone(), p)).collect(),
+            Ok(s) => State {
+                preheats: s.preheats.into_iter().map(|p| (p.id.clone(), p)).collect(),
+                jobs: JobBook::new(s.jobs, s.next_job_id),
+            },
             Err(e) => {
                 tracing::error!(file = %self.path.display(), error = %e, "preheat state unreadable; starting empty");
                 let _ = std::fs::rename(&self.path, self.path.with_extension("json.bad"));
-                HashMap::new()
+                fresh(u64::try_from(now.timestamp_millis()).unwrap_or(1).saturating_add(1))
             }
         }
     }
 
-    pub fn save(&self, records: &HashMap<PreheatId, Preheat>) {
+    pub fn save(&self, records: &HashMap<PreheatId, Preheat>, book: &JobBook) {
         let mut preheats: Vec<Preheat> = records.values().cloned().collect();
         preheats.sort_by(|a, b| a.start_time.cmp(&b.start_time).then_with(|| a.id.cmp(&b.id)));
-        let result = serde_json::to_vec(&StateFile { preheats })
-            .map_err(std::io::Error::other)
-            .and_then(|body| write_atomic(&self.path, &body));
+        let file = StateFile { preheats, jobs: book.all().cloned().collect(), next_job_id: book.next_id() };
+        let result =
+            serde_json::to_vec(&file).map_err(std::io::Error::other).and_then(|body| write_atomic(&self.path, &body));
         if let Err(e) = result {
             tracing::error!(file = %self.path.display(), error = %e, "cannot persist preheat state");
         }

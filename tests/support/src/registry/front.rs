@@ -14,7 +14,7 @@ use base64::Engine;
 use serde_json::json;
 
 use super::digest_of;
-use super::push::client;
+use super::push::{client, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST};
 use crate::loopback::serve_on_loopback;
 
 /// Largest body the front forwards.
@@ -84,6 +84,28 @@ impl Front {
     /// Serves `body` at `path` instead of asking the upstream.
     pub fn serve(&self, path: &str, content_type: &str, body: Vec<u8>) {
         self.state.fixed.lock().unwrap().insert(path.to_string(), (content_type.to_string(), body));
+    }
+
+    /// Serves a Docker image at `/v2/<name>/manifests/<reference>` (config `{}`) whose layers
+    /// are `(named, served)`: the manifest names each layer by the digest and size of `named`,
+    /// and its blob serves `served`, so a layer can come with bytes that do not match its digest.
+    /// Returns the layer digests.
+    pub fn serve_image(&self, name: &str, reference: &str, layers: &[(&[u8], &[u8])]) -> Vec<String> {
+        let config = b"{}".to_vec();
+        let digests: Vec<String> = layers.iter().map(|(named, _)| digest_of(named)).collect();
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": DOCKER_CONFIG, "size": config.len(), "digest": digest_of(&config)},
+            "layers": layers.iter().zip(&digests)
+                .map(|((named, _), d)| json!({"mediaType": DOCKER_LAYER, "size": named.len(), "digest": d}))
+                .collect::<Vec<_>>(),
+        });
+        self.serve(&format!("/v2/{name}/manifests/{reference}"), DOCKER_MANIFEST, manifest.to_string().into_bytes());
+        for ((_, served), d) in layers.iter().zip(&digests) {
+            self.serve(&format!("/v2/{name}/blobs/{d}"), "application/octet-stream", served.to_vec());
+        }
+        digests
     }
 
     /// Every request so far, in order.
