@@ -42,6 +42,25 @@ pub struct GenConfig {
     pub tag: String,
 }
 
+impl GenConfig {
+    /// dfget's piece loop for `clients` clients of task `task_id` (source `url`) at `control`,
+    /// each once to the end (no deadline, no reruns), uploader ports from 20000; `tag` keeps
+    /// the cids of one phase apart from another's.
+    pub fn piece_loop(control: SocketAddr, conns: usize, clients: usize, url: &str, task_id: &str, tag: &str) -> Self {
+        GenConfig {
+            control,
+            conns,
+            clients,
+            url: url.to_string(),
+            task_id: task_id.to_string(),
+            duration: None,
+            rerun: false,
+            port_base: 20000,
+            tag: tag.to_string(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct GenResult {
     pub elapsed: Duration,

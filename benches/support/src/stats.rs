@@ -99,6 +99,18 @@ impl Histogram {
         Histogram { buckets, sum: self.sum - before.sum, count: self.count - before.count }
     }
 
+    /// Adds `other`'s counts (the same metric read from another window).
+    pub fn add(&mut self, other: &Histogram) {
+        if self.buckets.is_empty() {
+            self.buckets = other.buckets.iter().map(|(le, _)| (*le, 0.0)).collect();
+        }
+        for (b, (_, n)) in self.buckets.iter_mut().zip(&other.buckets) {
+            b.1 += n;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
     pub fn mean(&self) -> f64 {
         if self.count > 0.0 {
             self.sum / self.count
