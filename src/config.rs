@@ -82,6 +82,12 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// Caps what the download port sends, all connections together; 0 = off.
     pub upload_rate_limit: ByteRate,
+    /// The control API over HTTPS on this port too; unset = plain HTTP only.
+    pub tls_port: Option<u16>,
+    /// PEM certificate chain for `tls_port`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for `tls_port`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +104,9 @@ impl Default for ServerConfig {
             max_peers: 100_000,
             shutdown_timeout_secs: 30,
             upload_rate_limit: ByteRate(0),
+            tls_port: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -249,6 +258,23 @@ fn check_cluster(cluster: &ClusterConfig, file: Option<&Path>) -> Result<(), Con
     Ok(())
 }
 
+/// An HTTPS port needs both PEM files, and the files need the port.
+fn check_tls(server: &ServerConfig, file: Option<&Path>) -> Result<(), ConfigError> {
+    let bad = |key: &str, message: &str| ConfigError::Parse {
+        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
+        key: key.into(),
+        message: message.into(),
+    };
+    match (server.tls_port, &server.tls_cert_file, &server.tls_key_file) {
+        (None, None, None) | (Some(_), Some(_), Some(_)) => Ok(()),
+        (Some(_), None, _) => {
+            Err(bad("server.tls_cert_file", "server.tls_port is set: give the PEM certificate chain"))
+        }
+        (Some(_), _, None) => Err(bad("server.tls_key_file", "server.tls_port is set: give the PEM private key")),
+        (None, _, _) => Err(bad("server.tls_port", "a TLS certificate or key is given but no port to serve HTTPS on")),
+    }
+}
+
 /// A bandwidth cap the reserve leaves nothing of stops the start, naming the key.
 fn check_bandwidth(cdn: &CdnConfig, file: Option<&Path>) -> Result<(), ConfigError> {
     cdn.source_rate().map(|_| ()).map_err(|message| ConfigError::Parse {
@@ -264,6 +290,7 @@ impl Settings {
         let source_policy = source_policy(&config.security, None)?;
         check_cluster(&config.cluster, None)?;
         check_bandwidth(&config.cdn, None)?;
+        check_tls(&config.server, None)?;
         Ok(Settings { config, home_dir, advertise_ip, source_policy })
     }
 
@@ -304,6 +331,7 @@ impl Settings {
         let source_policy = source_policy(&config.security, cli.config.as_deref())?;
         check_cluster(&config.cluster, cli.config.as_deref())?;
         check_bandwidth(&config.cdn, cli.config.as_deref())?;
+        check_tls(&config.server, cli.config.as_deref())?;
         let s = &config.server;
         let home_dir = s.home_dir.clone().unwrap_or_else(default_home_dir);
         std::fs::create_dir_all(&home_dir).map_err(|source| ConfigError::HomeDir { path: home_dir.clone(), source })?;
@@ -386,6 +414,21 @@ mod tests {
         assert_eq!(config.cdn.source_rate(), Ok(None));
         let err = Config::from_toml(Path::new("x.toml"), "[server]\nupload_rate_limit = \"fast\"\n").unwrap_err();
         assert!(err.to_string().contains("server.upload_rate_limit"), "{err}");
+    }
+
+    #[test]
+    fn an_https_port_needs_both_files_and_the_files_need_the_port() {
+        let check = |text: &str| {
+            let config = Config::from_toml(Path::new("x.toml"), text).unwrap();
+            Settings::from_config(config, PathBuf::from("/tmp"), Ipv4Addr::LOCALHOST).map(|_| ())
+        };
+        let err = check("[server]\ntls_port = 8443\ntls_key_file = \"k.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("server.tls_cert_file"), "{err}");
+        let err = check("[server]\ntls_port = 8443\ntls_cert_file = \"c.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("server.tls_key_file"), "{err}");
+        let err = check("[server]\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("server.tls_port"), "{err}");
+        check("[server]\ntls_port = 8443\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n").unwrap();
     }
 
     #[test]

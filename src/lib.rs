@@ -5,6 +5,7 @@
 pub mod config;
 pub mod download;
 pub mod http;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ use crate::http::AppState;
 pub struct RunningServer {
     pub control_addr: SocketAddr,
     pub download_addr: SocketAddr,
+    /// The control API over HTTPS, when `[server] tls_port` is set.
+    pub tls_addr: Option<SocketAddr>,
     control: ServerHandle,
     task: JoinHandle<std::io::Result<()>>,
     download: download::DownloadServer,
@@ -74,6 +77,8 @@ pub enum StartError {
     SuperPeer(String),
     #[error("cluster.redis_url: {0}")]
     Cluster(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Starts the actors and both listeners on the system clock. Must run inside an actix system.
@@ -126,6 +131,14 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     };
     let (download_listener, download_addr) = bind(download_bind)?;
     let (control_listener, control_addr) = bind(control_bind)?;
+    let tls = match (server_cfg.tls_port, &server_cfg.tls_cert_file, &server_cfg.tls_key_file) {
+        (Some(port), Some(cert), Some(key)) => {
+            let config = tls::server_config(cert, key)?;
+            let (listener, addr) = bind(SocketAddr::new(server_cfg.listen_host, port))?;
+            Some((listener, addr, config))
+        }
+        _ => None,
+    };
     let me = Member {
         id: NodeId::new(settings.advertise_ip, control_addr.port()),
         advertise_ip: settings.advertise_ip,
@@ -217,6 +230,14 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     .shutdown_timeout(server_cfg.shutdown_timeout_secs)
     .listen(control_listener)
     .map_err(|source| StartError::Bind { addr: control_bind, source })?;
+    let (control, tls_addr) = match tls {
+        Some((listener, addr, config)) => {
+            let control =
+                control.listen_rustls_0_23(listener, config).map_err(|source| StartError::Bind { addr, source })?;
+            (control, Some(addr))
+        }
+        None => (control, None),
+    };
 
     let throttle = Throttle::new(Some(server_cfg.upload_rate_limit).filter(|r| !r.is_unlimited()));
     let download_state = download::DownloadState { cdn, throttle };
@@ -227,8 +248,11 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     let control = control.run();
     let handle = control.handle();
     let task = actix_web::rt::spawn(control);
+    if let Some(addr) = tls_addr {
+        tracing::info!(%addr, "control API over HTTPS");
+    }
     tracing::info!(%control_addr, %download_addr, home = %settings.home_dir.display(), advertise_ip = %settings.advertise_ip, "supernode listening");
-    Ok(RunningServer { control_addr, download_addr, control: handle, task, download, gc })
+    Ok(RunningServer { control_addr, download_addr, tls_addr, control: handle, task, download, gc })
 }
 
 fn hostname() -> String {

@@ -9,12 +9,15 @@
 //! * `auth`: the API token as Harbor's OAuth mode sends it, as `?access_token=`, or not set;
 //! * `api`: bodies Harbor 2.12 and 2.13+ send, bodies that do not validate (422), job IDs
 //!   (404, 422), the job object's exact keys and defaults;
+//! * `https`: the same calls over the control API's HTTPS port, with a certificate the test
+//!   makes; a client that does not trust it is refused, a key that does not parse stops the start;
 //! * `records`: jobs survive a restart, IDs are never reused, jobs are collected after the
 //!   preheat retention, a job whose preheat is deleted fails.
 
 mod api;
 mod auth;
 mod failures;
+mod https;
 mod records;
 mod sequence;
 
@@ -40,8 +43,20 @@ async fn harbor_call(
     body: Option<&str>,
     auth: Option<&str>,
 ) -> (u16, String) {
-    let mut req = testkit::client()
-        .request(method, s.url(path))
+    let res = harbor_request(&testkit::client(), method, &s.url(path), body, auth).await;
+    res.expect("request sent")
+}
+
+/// [`harbor_call`] to any URL through `client`; the error if no reply came.
+async fn harbor_request(
+    client: &awc::Client,
+    method: Method,
+    url: &str,
+    body: Option<&str>,
+    auth: Option<&str>,
+) -> Result<(u16, String), awc::error::SendRequestError> {
+    let mut req = client
+        .request(method, url)
         .insert_header(("User-Agent", "Go-http-client/1.1"))
         .insert_header(("Accept", "application/json"));
     if let Some(auth) = auth {
@@ -51,9 +66,9 @@ async fn harbor_call(
         Some(b) => req.insert_header(("Content-Type", "application/json")).send_body(b.to_string()).await,
         None => req.send().await,
     };
-    let mut res = sent.expect("request sent");
+    let mut res = sent?;
     let bytes = res.body().limit(16 << 20).await.expect("body read");
-    (res.status().as_u16(), String::from_utf8_lossy(&bytes).into_owned())
+    Ok((res.status().as_u16(), String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// The body Harbor posts, byte for byte as Go's `encoding/json` writes its structs: every key,

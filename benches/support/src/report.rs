@@ -37,8 +37,7 @@ and actix System. The figures inside the marked sections are written by the benc
 **Findings** section at the end is written by hand from profiles (`perf record`) of these runs and \
 is not rewritten by any bench.\n";
 
-const ORDER: [&str; 7] =
-    ["cdn_ingest", "download_port", "peer_task", "p2p_swarm", "load_60s", "cluster", "bandwidth"];
+const ORDER: [&str; 7] = ["cdn_ingest", "download_port", "peer_task", "p2p_swarm", "load_60s", "cluster", "bandwidth"];
 
 /// Replaces (or adds) the section between `<!-- name:start -->` and `<!-- name:end -->`.
 pub fn write_section(name: &str, body: &str) {

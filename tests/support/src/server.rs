@@ -49,6 +49,12 @@ impl TestServer {
         self.server.download_addr
     }
 
+    /// The control API over HTTPS, when the config set `[server] tls_port` (any port: the
+    /// test server binds it on an ephemeral one).
+    pub fn tls(&self) -> Option<SocketAddr> {
+        self.server.tls_addr
+    }
+
     /// `http://127.0.0.1:<control port><path>`
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.server.control_addr, path)
@@ -70,6 +76,7 @@ impl TestServer {
 fn settings(home: &Path, mut config: Config) -> Settings {
     config.server.port = 0;
     config.server.download_port = 0;
+    config.server.tls_port = config.server.tls_port.map(|_| 0);
     config.server.listen_host = IpAddr::V4(Ipv4Addr::LOCALHOST);
     config.server.advertise_ip = Some(Ipv4Addr::LOCALHOST);
     config.server.home_dir = Some(home.to_path_buf());
