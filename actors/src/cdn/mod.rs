@@ -11,6 +11,7 @@
 //! at, happen here, in the same handler that changes the task's entry, so that a lookup
 //! never sees an entry and a file that disagree.
 
+mod blocks;
 mod config;
 mod eviction;
 pub mod policy;

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use actix::{Addr, Recipient};
 use futures_util::StreamExt;
 
+use super::blocks::Blocks;
 use super::policy::SourcePolicy;
 use super::readback::{self, Prefix};
 use super::source::{self, Condition, Opened, SourceBody, SourceRequest, SourceTimeouts, Validators};
@@ -17,7 +18,7 @@ use crate::events::{SourceInfo, SourceOpened};
 use crate::failure::{CdnFailure, SourceFailure, WriteError};
 use crate::ids::TaskId;
 use crate::metrics::Metrics;
-use crate::piece::{piece_size_for, PieceDigest};
+use crate::piece::{piece_size_for, PieceDigest, PieceLayout};
 use crate::spec::TaskSpec;
 use crate::throttle::Throttle;
 
@@ -210,7 +211,9 @@ async fn fetch(job: &RunJob, body: SourceBody, start: Start) -> RunResult {
 
     let mut response = body.body;
     let stall = job.config.source_stall_timeout;
-    loop {
+    let mut blocks = Blocks::new(PieceLayout::new(0, piece_size).payload_size());
+    let mut ready = Vec::new();
+    'body: loop {
         let Ok(next) = tokio::time::timeout(stall, response.next()).await else {
             job.metrics.cdn_download_failed.inc();
             return Err(CdnFailure::Stalled(stall));
@@ -222,8 +225,11 @@ async fn fetch(job: &RunJob, body: SourceBody, start: Start) -> RunResult {
                     throttle.pass(chunk.len()).await;
                 }
                 job.metrics.cdn_download_bytes.inc_by(chunk.len() as u64);
-                if writer.send(chunk).await.is_err() {
-                    break;
+                blocks.add(chunk, &mut ready);
+                for block in ready.drain(..) {
+                    if writer.send(block).await.is_err() {
+                        break 'body;
+                    }
                 }
             }
             Some(Err(e)) => {
@@ -231,6 +237,9 @@ async fn fetch(job: &RunJob, body: SourceBody, start: Start) -> RunResult {
                 return Err(CdnFailure::Interrupted(e.to_string()));
             }
         }
+    }
+    if let Some(block) = blocks.rest() {
+        let _ = writer.send(block).await;
     }
     match writer.finish().await {
         Ok(written) => Ok(RunOutput {

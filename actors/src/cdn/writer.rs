@@ -10,7 +10,7 @@
 //! `CdnManager`'s, which changes its entry at the same moment.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
@@ -18,6 +18,7 @@ use std::thread::{self, JoinHandle};
 use bytes::Bytes;
 use md5::{Digest, Md5};
 
+use super::blocks::Block;
 use super::readback::Prefix;
 use super::store::{CacheStore, FileMeta};
 use crate::failure::WriteError;
@@ -55,7 +56,7 @@ pub struct WriterSpec {
 /// Handle to a running writer: send chunks, then `finish`.
 /// What the network side sends; a channel closed without `End` means the run was abandoned.
 enum Input {
-    Chunk(Bytes),
+    Block(Block),
     End,
 }
 
@@ -74,10 +75,10 @@ impl Writer {
         Writer { tx: Some(tx), join }
     }
 
-    /// Queues a chunk; errors when the writer stopped (disk error), so the caller stops reading.
-    pub async fn send(&mut self, chunk: Bytes) -> Result<(), ()> {
+    /// Queues a block; errors when the writer stopped (disk error), so the caller stops reading.
+    pub async fn send(&mut self, block: Block) -> Result<(), ()> {
         match &self.tx {
-            Some(tx) => tx.send(Input::Chunk(chunk)).await.map_err(|_| ()),
+            Some(tx) => tx.send(Input::Block(block)).await.map_err(|_| ()),
             None => Err(()),
         }
     }
@@ -113,10 +114,10 @@ struct OpenPiece {
 }
 
 /// Streams payload bytes into framed pieces: header, payload slices as they arrive, trailer.
-/// Nothing is buffered beyond the file's write buffer, and each piece's md5 is computed
-/// while its bytes are still in cache.
+/// Nothing is buffered, and each piece's md5 is computed while its bytes are still in cache.
 struct PieceWriter<F: Fn(u64, PieceDigest, u64)> {
-    out: io::BufWriter<File>,
+    /// Written to directly: blocks arrive whole (see `blocks`), so a buffer would only copy them.
+    out: File,
     layout: PieceLayout,
     /// Source length when the source said it; decides the last piece's header up front.
     expected_len: Option<u64>,
@@ -145,28 +146,35 @@ impl<F: Fn(u64, PieceDigest, u64)> PieceWriter<F> {
         Ok(())
     }
 
-    fn push(&mut self, mut data: &[u8]) -> Result<(), WriteError> {
+    /// Writes a block's payload bytes with one `writev` per piece they fall in.
+    fn push(&mut self, block: &[Bytes]) -> Result<(), WriteError> {
         let payload_size = self.layout.payload_size();
-        while !data.is_empty() {
-            if self.open.is_none() {
-                self.start(self.pieces.len() as u64)?;
-            }
-            let Some(piece) = self.open.as_mut() else { return Err(io::Error::other("no open piece").into()) };
-            let take = ((payload_size - piece.received) as usize).min(data.len());
-            let (now, rest) = data.split_at(take);
-            if let Some(max) = self.max_file_bytes {
-                if self.written + 4 + piece.received + take as u64 + 1 > max {
-                    return Err(WriteError::Quota(max));
+        let mut batch: Vec<IoSlice<'_>> = Vec::with_capacity(block.len());
+        for part in block {
+            let mut data: &[u8] = part;
+            while !data.is_empty() {
+                if self.open.is_none() {
+                    self.start(self.pieces.len() as u64)?;
+                }
+                let Some(piece) = self.open.as_mut() else { return Err(io::Error::other("no open piece").into()) };
+                let take = ((payload_size - piece.received) as usize).min(data.len());
+                let (now, rest) = data.split_at(take);
+                if let Some(max) = self.max_file_bytes {
+                    if self.written + 4 + piece.received + take as u64 + 1 > max {
+                        return Err(WriteError::Quota(max));
+                    }
+                }
+                batch.push(IoSlice::new(now));
+                piece.md5.update(now);
+                piece.received += take as u64;
+                data = rest;
+                if piece.received == payload_size {
+                    write_all_vectored(&mut self.out, &mut batch)?;
+                    self.close()?;
                 }
             }
-            self.out.write_all(now)?;
-            piece.md5.update(now);
-            piece.received += take as u64;
-            data = rest;
-            if piece.received == payload_size {
-                self.close()?;
-            }
         }
+        write_all_vectored(&mut self.out, &mut batch)?;
         Ok(())
     }
 
@@ -180,7 +188,6 @@ impl<F: Fn(u64, PieceDigest, u64)> PieceWriter<F> {
             }
         };
         self.out.write_all(&[PIECE_TRAILER])?;
-        self.out.flush()?;
         let wrapped = piece.received + 5;
         let md5 = if piece.received == piece.header_len {
             let mut md5 = piece.md5;
@@ -200,12 +207,27 @@ impl<F: Fn(u64, PieceDigest, u64)> PieceWriter<F> {
     fn rewrite_header(&mut self, num: u64, data_len: u64) -> Result<md5::digest::Output<Md5>, WriteError> {
         use std::os::unix::fs::FileExt;
         let offset = num * self.layout.piece_size;
-        let file = self.out.get_ref();
+        let file = &self.out;
         file.write_all_at(&piece_header(data_len, self.layout.piece_size), offset)?;
         let mut bytes = vec![0u8; (data_len + 5) as usize];
         file.read_exact_at(&mut bytes, offset)?;
         Ok(Md5::digest(&bytes))
     }
+}
+
+/// Writes every slice of `batch` in order, then empties it.
+fn write_all_vectored(out: &mut File, batch: &mut Vec<IoSlice<'_>>) -> io::Result<()> {
+    let mut bufs: &mut [IoSlice<'_>] = batch;
+    while !bufs.is_empty() {
+        match out.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    batch.clear();
+    Ok(())
 }
 
 fn write_all(
@@ -233,15 +255,15 @@ fn write_verified(
     let mut file = spec.file;
     file.set_len(written)?;
     io::Seek::seek(&mut file, io::SeekFrom::Start(written))?;
-    let (hash_tx, hash_rx) = mpsc::sync_channel::<Bytes>(64);
+    let (hash_tx, hash_rx) = mpsc::sync_channel::<Block>(64);
     let hasher = thread::Builder::new().name("cdn-md5".into()).spawn(move || {
-        for chunk in hash_rx {
-            h.update(&chunk);
+        for part in hash_rx.iter().flatten() {
+            h.update(&part);
         }
         hex::encode(h.finalize())
     })?;
     let mut pieces = PieceWriter {
-        out: io::BufWriter::with_capacity(1 << 20, file),
+        out: file,
         layout: PieceLayout::new(0, spec.piece_size),
         expected_len: spec.expected_len,
         max_file_bytes: spec.max_file_bytes,
@@ -251,14 +273,14 @@ fn write_verified(
         on_piece,
     };
     loop {
-        let chunk = match rx.blocking_recv() {
-            Some(Input::Chunk(c)) => c,
+        let block = match rx.blocking_recv() {
+            Some(Input::Block(b)) => b,
             Some(Input::End) => break,
             None => return Err(WriteError::Aborted),
         };
-        received += chunk.len() as u64;
-        let _ = hash_tx.send(chunk.clone());
-        pieces.push(&chunk)?;
+        received += block.iter().map(|part| part.len() as u64).sum::<u64>();
+        let _ = hash_tx.send(block.clone());
+        pieces.push(&block)?;
     }
     if pieces.open.is_some() || pieces.pieces.is_empty() {
         pieces.close()?;
@@ -276,7 +298,7 @@ fn write_verified(
             return Err(WriteError::Md5 { expected: expected.clone(), got: real_md5 });
         }
     }
-    let file = pieces.out.into_inner().map_err(|e| e.into_error())?;
+    let file = pieces.out;
     file.sync_data()?;
     drop(file);
     let (digests, written) = (pieces.pieces, pieces.written);
@@ -354,7 +376,7 @@ mod tests {
 
     async fn feed(run: &mut Run, data: &[u8]) {
         for chunk in data.chunks(100_000) {
-            run.writer.send(Bytes::copy_from_slice(chunk)).await.unwrap();
+            run.writer.send(vec![Bytes::copy_from_slice(chunk)]).await.unwrap();
         }
     }
 
@@ -415,7 +437,7 @@ mod tests {
         let mut quota = start(None, None, Some(100_000));
         let (store, id) = (quota.store.clone(), quota.id.clone());
         for chunk in data.chunks(50_000) {
-            if quota.writer.send(Bytes::copy_from_slice(chunk)).await.is_err() {
+            if quota.writer.send(vec![Bytes::copy_from_slice(chunk)]).await.is_err() {
                 break;
             }
         }

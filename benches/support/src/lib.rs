@@ -101,7 +101,7 @@ pub fn proc_rss(pid: u32) -> (u64, u64) {
 }
 
 /// User + system CPU seconds of process `pid` so far, from /proc/<pid>/stat.
-fn proc_cpu_secs(pid: u32) -> f64 {
+pub fn proc_cpu_secs(pid: u32) -> f64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // fields after the command name (which is in parentheses): state is field 3; utime 14, stime 15
     let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
