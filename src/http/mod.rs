@@ -138,8 +138,3 @@ pub fn route_table() -> Vec<(Method, String)> {
 pub async fn not_found() -> actix_web::HttpResponse {
     actix_web::HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("404 page not found\n")
 }
-
-/// Build identity, for `/version` and the build-info gauge.
-pub fn system_version() -> &'static system::DragonflyVersion {
-    &system::VERSION
-}

@@ -16,7 +16,9 @@ use crate::process::{field, LoggedChild};
 const STARTUP: Duration = Duration::from_secs(20);
 
 /// The binary at `exe` (a test passes `env!("CARGO_BIN_EXE_supernode")`) with none of the
-/// test's `SUPERNODE_*` variables and loopback-only addresses; ports and home are the caller's.
+/// test's `SUPERNODE_*` variables, loopback-only addresses, and a default configuration file
+/// that does not exist (so no test reads the host's `/etc/dragonfly/supernode.yml`); ports
+/// and home are the caller's.
 pub fn supernode_command(exe: &str) -> Command {
     let mut cmd = Command::new(exe);
     for (key, _) in std::env::vars_os() {
@@ -24,8 +26,14 @@ pub fn supernode_command(exe: &str) -> Command {
             cmd.env_remove(key);
         }
     }
+    cmd.env("SUPERNODE_DEFAULT_CONFIG", absent_default_config());
     cmd.args(["--advertise-ip", "127.0.0.1", "--listen-host", "127.0.0.1"]);
     cmd
+}
+
+/// A path whose directory does not exist: a default configuration file that is not there.
+pub fn absent_default_config() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("supernode-tests-{}-absent", std::process::id())).join("supernode.yml")
 }
 
 /// A supernode child process with its output in a log; killed when dropped.
