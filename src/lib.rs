@@ -216,6 +216,7 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
         policy,
         security: cfg.security.clone(),
         cdn_pattern: cfg.cdn.pattern,
+        profiling: if server_cfg.profiler { http::profiler::Profiling::On } else { http::profiler::Profiling::Off },
     });
     let control = HttpServer::new(move || {
         App::new()
