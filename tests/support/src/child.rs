@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use crate::process::{field, LoggedChild};
+use crate::process::{field, strip_ansi, LoggedChild};
 
 /// How long a server may take to start listening.
 const STARTUP: Duration = Duration::from_secs(20);
@@ -98,6 +98,11 @@ impl ChildServer {
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.process.log()
+    }
+
+    /// [`ChildServer::log`] without terminal colour codes, one line per log line.
+    pub fn plain_log(&self) -> String {
+        self.process.log().lines().map(|l| strip_ansi(l) + "\n").collect()
     }
 
     /// SIGKILL, then reap: the exit status.
