@@ -107,35 +107,7 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     /// Every Go key, each with a value unlike its default.
-    const EVERY_KEY: &str = "\
-base:
-  cdnPattern: source
-  listenPort: 9002
-  downloadPort: 9001
-  homeDir: /srv/supernode
-  schedulerCorePoolSize: 20
-  peerUpLimit: 7
-  peerDownLimit: 3
-  eliminationLimit: 9
-  failureCountLimit: 8
-  linkLimit: 30M
-  systemReservedBandwidth: 10M
-  maxBandwidth: 1G
-  enableProfiler: true
-  debug: true
-  advertiseIP: 10.1.2.3
-  failAccessInterval: 1m30s
-  gcInitialDelay: 500ms
-  gcMetaInterval: 1h
-  taskExpireTime: 10m0s
-  peerGCDelay: 45s
-  gcDiskInterval: 1m
-  youngGCThreshold: 50GB
-  fullGCThreshold: 2G
-  IntervalThreshold: 3h
-  maxSeedPerObject: 6
-  CleanRatio: 4
-";
+    const EVERY_KEY: &str = include_str!("../../tests/data/go-every-key.yml");
 
     fn read(text: &str) -> Result<(Config, Vec<Notice>), ConfigError> {
         let mut notices = Vec::new();
@@ -151,8 +123,8 @@ base:
         let (config, notices) = read(EVERY_KEY).unwrap();
         let mut want = Config::default();
         want.cdn.pattern = CdnPattern::Source;
-        want.server.port = 9002;
-        want.server.download_port = 9001;
+        want.server.port = 0;
+        want.server.download_port = 0;
         want.server.home_dir = Some("/srv/supernode".into());
         want.scheduler.peer_up_limit = 7;
         want.scheduler.peer_down_limit = 3;

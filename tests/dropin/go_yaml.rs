@@ -6,56 +6,25 @@ use std::net::{Ipv4Addr, TcpListener};
 
 use crate::{arg, lines_at, run_failing, start_serving, super_peer, supernode, write, DEFAULT_PORT};
 
-/// Every Go key with a value unlike its default, ports 0 and a temporary home; plus what Go
-/// ignores (`colour`, `downloadPath`, a top-level key) and what this server lacks (`plugins`).
-fn every_key(home: &str) -> String {
-    format!(
-        "base:
-  cdnPattern: local
-  listenPort: 0
-  downloadPort: 0
-  homeDir: {home}
-  schedulerCorePoolSize: 20
-  downloadPath: /somewhere/else
-  peerUpLimit: 7
-  peerDownLimit: 3
-  eliminationLimit: 9
-  failureCountLimit: 8
-  linkLimit: 30M
-  systemReservedBandwidth: 10M
-  maxBandwidth: 1G
-  enableProfiler: true
-  debug: true
-  advertiseIP: 127.0.0.1
-  failAccessInterval: 1m30s
-  gcInitialDelay: 8760h
-  gcMetaInterval: 1h
-  taskExpireTime: 10m0s
-  peerGCDelay: 45s
-  gcDiskInterval: 1m
-  youngGCThreshold: 50GB
-  fullGCThreshold: 2G
-  IntervalThreshold: 3h
-  CleanRatio: 4
-  colour: blue
-plugins:
-  storage: []
-extra: 1
-"
-    )
+/// Every Go key with a value unlike its default, and what Go ignores (`colour`,
+/// `downloadPath`, a top-level key) or this server lacks (`plugins`).
+fn every_key() -> String {
+    let every = include_str!("../data/go-every-key.yml");
+    format!("{every}  colour: blue\n  downloadPath: /somewhere/else\nplugins:\n  storage: []\nextra: 1\n")
 }
 
 #[actix_web::test]
 async fn a_go_file_with_every_key_starts_the_server_and_warns_about_what_it_ignores() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let file = write(dir.path(), "supernode.yml", &every_key(arg(&home)));
+    let file = write(dir.path(), "supernode.yml", &every_key());
     let mut cmd = supernode();
-    cmd.args(["--config", arg(&file)]);
+    // the file's homeDir is a path of the unit tests: the flag wins over it
+    cmd.args(["--config", arg(&file), "--home-dir", arg(&home)]);
     let server = start_serving(cmd).await;
 
     assert_ne!(server.control().port(), DEFAULT_PORT, "listenPort: 0 was not used");
-    assert!(home.join("repo").is_dir(), "homeDir holds the cache");
+    assert!(home.join("repo").is_dir(), "--home-dir holds the cache");
     assert_eq!(super_peer(&server).await["IP"], "127.0.0.1", "advertiseIP");
     let (status, _) = testkit::get(&server, "/debug/pprof/profile?seconds=1").await;
     assert_eq!(status, 200, "enableProfiler: true serves profiles");

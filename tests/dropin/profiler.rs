@@ -87,6 +87,20 @@ async fn a_cpu_profile_in_the_pprof_format_only_with_the_flag() {
     assert_eq!((status, body.as_slice()), (404, &b"404 page not found\n"[..]), "off by default");
 }
 
+/// Two profiles asked for at once: the process has one profiling timer, so one is taken and
+/// the other refused, whichever comes first.
+#[actix_web::test]
+async fn one_profile_at_a_time() {
+    let (server, _home) = profiled(&["--profiler"]).await;
+    let (a, b) = futures_util::join!(
+        fetch(&server, "/debug/pprof/profile?seconds=2", None),
+        fetch(&server, "/debug/pprof/profile?seconds=2", None)
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", String::from_utf8_lossy(&a.2), String::from_utf8_lossy(&b.2));
+}
+
 #[actix_web::test]
 async fn with_an_api_token_the_profiler_needs_it() {
     let (server, _home) = profiled(&["--profiler", "--api-token=s3cret"]).await;
