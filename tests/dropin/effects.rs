@@ -68,6 +68,46 @@ async fn down_limit_caps_pieces_per_client_and_supernode_pieces_per_task() {
     assert_eq!(second["code"], 602, "the supernode already serves --down-limit pieces of the task: {second}");
 }
 
+/// Polls for `cid` and reports its one piece fetched: the piece and the CID it came from.
+async fn fetch_one_piece(s: &TestServer, cid: &str, id: &str) -> (String, String) {
+    let poll = first_poll(s, cid, id).await;
+    assert_eq!(poll["code"], 601, "{cid}: {poll}");
+    let piece = &poll["data"][0];
+    let (range, src) = (piece["range"].as_str().unwrap_or_default(), piece["cid"].as_str().unwrap_or_default());
+    let suc = format!("/peer/piece/suc?taskId={id}&cid={cid}&dstCid={src}&pieceRange={range}");
+    let (status, v) = get_json(s, &suc).await;
+    assert_eq!((status, v["code"].as_i64()), (200, Some(611)), "{suc} → {v}");
+    (range.to_string(), src.to_string())
+}
+
+/// `--up-limit` is Go's limit on the pieces one peer uploads at once: with 1, a peer already
+/// uploading is not handed to a second client, which waits while the supernode (held to one
+/// piece by `--down-limit=1`) is busy too.
+#[actix_web::test]
+async fn up_limit_caps_the_uploads_handed_to_one_peer() {
+    let (s, _clock) = start_from_args_on_manual_clock(&["--up-limit=1", "--down-limit=1", NO_PERIODIC_GC]).await;
+    let origin = Origin::start().await;
+    origin.add_generated("/four-pieces.bin", 6, 13 * MIB);
+    let url = origin.url("/four-pieces.bin");
+    let (code, id) = register(&s, &client(&url, "holder-1", "127.0.0.2")).await;
+    assert_eq!(code, 200);
+    for (cid, ip) in [("busy-1", "127.0.0.3"), ("second-1", "127.0.0.4"), ("third-1", "127.0.0.5")] {
+        assert_eq!(register(&s, &client(&url, cid, ip)).await, (200, id.clone()));
+    }
+    wait_success(&s, &id, Duration::from_secs(30)).await;
+
+    let (held, _) = fetch_one_piece(&s, "holder-1", &id).await;
+    let busy = first_poll(&s, "busy-1", &id).await;
+    assert_eq!(busy["code"], 601, "the supernode serves its one piece: {busy}");
+    assert_ne!(busy["data"][0]["cid"], "holder-1", "a piece no peer has yet comes from the supernode: {busy}");
+    let second = first_poll(&s, "second-1", &id).await;
+    assert_eq!(second["code"], 601, "{second}");
+    let handed = (&second["data"][0]["cid"], &second["data"][0]["range"]);
+    assert_eq!(handed, (&json!("holder-1"), &json!(held)), "the peer under its limit uploads: {second}");
+    let third = first_poll(&s, "third-1", &id).await;
+    assert_eq!(third["code"], 602, "the peer already runs --up-limit uploads: {third}");
+}
+
 #[actix_web::test]
 async fn fail_access_interval_is_how_long_a_missing_source_is_remembered() {
     let (s, clock) = start_from_args_on_manual_clock(&["--fail-access-interval=30s", NO_PERIODIC_GC]).await;
