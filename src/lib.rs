@@ -2,6 +2,7 @@
 //! of actors to listeners. `main.rs` only parses flags and calls [`start`]; tests call
 //! [`start`] directly to run a real server on ephemeral ports.
 
+pub mod build_info;
 pub mod config;
 pub mod download;
 pub mod http;
@@ -91,7 +92,7 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
     let cfg = &settings.config;
     let server_cfg = &cfg.server;
     let metrics = Arc::new(Metrics::new());
-    let v = http::system_version();
+    let v = &build_info::VERSION;
     metrics.build_info.with_label_values(&[v.version, v.revision, v.os, v.arch, v.go_version]).set(1.0);
 
     let store = CacheStore::open(&settings.home_dir)
@@ -215,6 +216,7 @@ pub async fn start_with_clock(settings: Settings, clock: SharedClock) -> Result<
         policy,
         security: cfg.security.clone(),
         cdn_pattern: cfg.cdn.pattern,
+        profiling: if server_cfg.profiler { http::profiler::Profiling::On } else { http::profiler::Profiling::Off },
     });
     let control = HttpServer::new(move || {
         App::new()

@@ -190,8 +190,8 @@ fn references_resolve_and_named_schemas_exist() {
 }
 
 /// The optional token guards POST/PUT/DELETE under `/api/v1` except heartbeat and network,
-/// POST/DELETE on `/preheats…` and everything under `/oapi/v1/jobs`; the document declares
-/// `bearer` on exactly those, and the `access_token` query on the job API only.
+/// POST/DELETE on `/preheats…`, everything under `/oapi/v1/jobs` and the profiler; the document
+/// declares `bearer` on exactly those, and the `access_token` query on the job API only.
 #[test]
 fn bearer_token_declared_on_exactly_the_guarded_operations() {
     let doc = document();
@@ -201,7 +201,8 @@ fn bearer_token_declared_on_exactly_the_guarded_operations() {
         let mutating = matches!(method, "POST" | "PUT" | "DELETE");
         let v1 = path.starts_with("/api/v1/") && !matches!(path, "/api/v1/peer/heartbeat" | "/api/v1/peer/network");
         let preheat = path.starts_with("/preheats") && matches!(method, "POST" | "DELETE");
-        (mutating && v1) || preheat || jobs(path)
+        let profile = path.starts_with("/debug/pprof/");
+        (mutating && v1) || preheat || jobs(path) || profile
     };
     for (method, path) in documented_routes(&doc) {
         let op = &doc["paths"][&path][method.to_ascii_lowercase()];

@@ -75,14 +75,15 @@ pub async fn observe(
     Ok(res)
 }
 
-/// Whether a request changes state through the operator API (token-protected when a token is set).
+/// Whether a request needs the token when one is set: it changes state through the operator
+/// API, or it asks for a profile (which shows the process's inner workings and costs CPU).
 fn is_guarded(method: &actix_web::http::Method, path: &str) -> bool {
     use actix_web::http::Method;
     let mutating = matches!(*method, Method::POST | Method::PUT | Method::DELETE);
     let operator_api = (path.starts_with("/api/v1/") && !path.starts_with("/api/v1/peer/"))
         || path == "/preheats"
         || path.starts_with("/preheats/");
-    mutating && operator_api
+    (mutating && operator_api) || path.starts_with("/debug/pprof/")
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
@@ -132,6 +133,7 @@ mod tests {
         assert!(!super::is_guarded(&Method::GET, "/api/v1/peers"));
         assert!(!super::is_guarded(&Method::POST, "/peer/registry"));
         assert!(!super::is_guarded(&Method::POST, "/api/v1/peer/heartbeat"));
+        assert!(super::is_guarded(&Method::GET, "/debug/pprof/profile"));
         assert!(
             super::same_secret(b"abc", b"abc")
                 && !super::same_secret(b"abc", b"abd")

@@ -9,6 +9,7 @@ mod middleware;
 mod peers;
 mod pieces;
 mod preheat;
+pub mod profiler;
 pub mod registry;
 mod reply;
 mod result;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub policy: SourcePolicy,
     pub security: SecurityConfig,
     pub cdn_pattern: CdnPattern,
+    /// Whether `/debug/pprof/profile` answers.
+    pub profiling: profiler::Profiling,
 }
 
 impl AppState {
@@ -116,6 +119,7 @@ fn register(r: &mut RouteSet) {
     ui::routes(r);
     cluster::routes(r);
     jobs::routes(r);
+    profiler::routes(r);
 }
 
 /// Registers every control-API route (unversioned; the prefix is stripped before routing).
@@ -137,9 +141,4 @@ pub fn route_table() -> Vec<(Method, String)> {
 /// Go's answer for an unknown path.
 pub async fn not_found() -> actix_web::HttpResponse {
     actix_web::HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("404 page not found\n")
-}
-
-/// Build identity, for `/version` and the build-info gauge.
-pub fn system_version() -> &'static system::DragonflyVersion {
-    &system::VERSION
 }

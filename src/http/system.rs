@@ -4,10 +4,10 @@ use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use prometheus::{Encoder, TextEncoder};
-use serde::Serialize;
 
 use super::reply::json_response;
 use super::{AppState, RouteSet};
+use crate::build_info::VERSION;
 
 pub fn routes(r: &mut RouteSet) {
     r.add("/_ping", vec![(Method::GET, web::to(ping)), (Method::HEAD, web::to(ping))]);
@@ -25,42 +25,6 @@ async fn openapi() -> HttpResponse {
 
 async fn ping() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("OK")
-}
-
-/// DragonflyVersion; keys capitalised as Go's.
-#[derive(Serialize)]
-pub struct DragonflyVersion {
-    #[serde(rename = "Version")]
-    pub version: &'static str,
-    #[serde(rename = "Revision", skip_serializing_if = "str::is_empty")]
-    pub revision: &'static str,
-    #[serde(rename = "BuildDate")]
-    pub build_date: &'static str,
-    #[serde(rename = "GoVersion")]
-    pub go_version: &'static str,
-    #[serde(rename = "OS")]
-    pub os: &'static str,
-    #[serde(rename = "Arch")]
-    pub arch: &'static str,
-}
-
-pub const VERSION: DragonflyVersion = DragonflyVersion {
-    version: env!("CARGO_PKG_VERSION"),
-    revision: env!("SUPERNODE_GIT_REVISION"),
-    build_date: env!("SUPERNODE_BUILD_DATE"),
-    go_version: env!("SUPERNODE_RUSTC_VERSION"),
-    os: std::env::consts::OS,
-    arch: go_arch(),
-};
-
-/// Go's names for the architectures (`amd64`, `arm64`), which dashboards expect.
-const fn go_arch() -> &'static str {
-    match std::env::consts::ARCH.as_bytes() {
-        b"x86_64" => "amd64",
-        b"aarch64" => "arm64",
-        b"x86" => "386",
-        _ => std::env::consts::ARCH,
-    }
 }
 
 async fn version() -> HttpResponse {

@@ -10,13 +10,15 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use crate::process::{field, LoggedChild};
+use crate::process::{field, strip_ansi, LoggedChild};
 
 /// How long a server may take to start listening.
 const STARTUP: Duration = Duration::from_secs(20);
 
 /// The binary at `exe` (a test passes `env!("CARGO_BIN_EXE_supernode")`) with none of the
-/// test's `SUPERNODE_*` variables and loopback-only addresses; ports and home are the caller's.
+/// test's `SUPERNODE_*` variables, loopback-only addresses, and a default configuration file
+/// that does not exist (so no test reads the host's `/etc/dragonfly/supernode.yml`); ports
+/// and home are the caller's.
 pub fn supernode_command(exe: &str) -> Command {
     let mut cmd = Command::new(exe);
     for (key, _) in std::env::vars_os() {
@@ -24,8 +26,14 @@ pub fn supernode_command(exe: &str) -> Command {
             cmd.env_remove(key);
         }
     }
+    cmd.env("SUPERNODE_DEFAULT_CONFIG", absent_default_config());
     cmd.args(["--advertise-ip", "127.0.0.1", "--listen-host", "127.0.0.1"]);
     cmd
+}
+
+/// A path whose directory does not exist: a default configuration file that is not there.
+pub fn absent_default_config() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("supernode-tests-{}-absent", std::process::id())).join("supernode.yml")
 }
 
 /// A supernode child process with its output in a log; killed when dropped.
@@ -90,6 +98,11 @@ impl ChildServer {
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.process.log()
+    }
+
+    /// [`ChildServer::log`] without terminal colour codes, one line per log line.
+    pub fn plain_log(&self) -> String {
+        self.process.log().lines().map(|l| strip_ansi(l) + "\n").collect()
     }
 
     /// SIGKILL, then reap: the exit status.

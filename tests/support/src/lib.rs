@@ -32,7 +32,7 @@ pub mod redis;
 pub mod registry;
 pub mod swarm;
 
-pub use child::{supernode_command, ChildServer};
+pub use child::{absent_default_config, supernode_command, ChildServer};
 pub use dfget::{
     cache_dir, data_path, dfget_body, download, first_poll, post_registration, register, task_info, wait_done,
     wait_success,
@@ -41,7 +41,7 @@ pub use http::{call, client, delete, get, get_json, json, post_json, Control};
 pub use loopback::ClosedPort;
 pub use metrics::{metrics, Metrics, Sample};
 pub use server::{
-    config_with, control_routes, start, start_on_manual_clock, start_with, Config, GcReport, ManualClock, RunGc,
-    TestServer,
+    config_with, control_routes, settings_from_args, start, start_from_args_on_manual_clock, start_on_manual_clock,
+    start_with, Config, GcReport, ManualClock, RunGc, TestServer,
 };
 pub use wait::{eventually, poll_until};

@@ -106,7 +106,7 @@ impl Drop for LoggedChild {
 }
 
 /// `line` without ANSI escape sequences (the text log format colours its fields).
-fn strip_ansi(line: &str) -> String {
+pub(crate) fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {

@@ -4,11 +4,13 @@
 //! configuration and settings types, its route table): when that API changes, only this file
 //! follows it.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use supernode::config::Settings;
+use clap::Parser;
+use supernode::config::{Cli, Settings};
 use supernode::RunningServer;
 use supernode_actors::clock::SharedClock;
 
@@ -33,6 +35,13 @@ impl TestServer {
     pub async fn start_in_on(home: tempfile::TempDir, config: Config, clock: Arc<ManualClock>) -> TestServer {
         let clock: SharedClock = clock;
         let server = supernode::start_with_clock(settings(home.path(), config), clock).await.expect("server starts");
+        TestServer { server, home }
+    }
+
+    /// Starts a server with `settings` as they are on the existing `home`, on `clock`.
+    async fn start_settings_on(home: tempfile::TempDir, settings: Settings, clock: Arc<ManualClock>) -> TestServer {
+        let clock: SharedClock = clock;
+        let server = supernode::start_with_clock(settings, clock).await.expect("server starts");
         TestServer { server, home }
     }
 
@@ -81,6 +90,35 @@ fn settings(home: &Path, mut config: Config) -> Settings {
     config.server.advertise_ip = Some(Ipv4Addr::LOCALHOST);
     config.server.home_dir = Some(home.to_path_buf());
     Settings::from_config(config, home.to_path_buf(), Ipv4Addr::LOCALHOST).expect("test settings are valid")
+}
+
+/// Settings as the binary resolves them from the command line `args` (flags, a `--config`
+/// file, `SUPERNODE_*` variables), but on ephemeral 127.0.0.1 ports, with `home` and without
+/// a default configuration file: those flags are appended, and a repeated flag's last value
+/// wins.
+pub fn settings_from_args(args: &[&str], home: &Path) -> Settings {
+    let forced: [OsString; 8] = [
+        "--port=0".into(),
+        "--download-port=0".into(),
+        "--listen-host=127.0.0.1".into(),
+        "--advertise-ip=127.0.0.1".into(),
+        "--home-dir".into(),
+        home.into(),
+        "--default-config".into(),
+        crate::child::absent_default_config().into(),
+    ];
+    let argv = std::iter::once(OsString::from("supernode")).chain(args.iter().map(OsString::from)).chain(forced);
+    let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("command line {args:?}: {e}"));
+    Settings::resolve(&cli).unwrap_or_else(|e| panic!("command line {args:?}: {e}"))
+}
+
+/// A server configured by the command line `args` as the binary would be (see
+/// [`settings_from_args`]), whose actors read the returned clock.
+pub async fn start_from_args_on_manual_clock(args: &[&str]) -> (TestServer, Arc<ManualClock>) {
+    let clock = ManualClock::new();
+    let home = tempfile::tempdir().expect("temp home");
+    let settings = settings_from_args(args, home.path());
+    (TestServer::start_settings_on(home, settings, clock.clone()).await, clock)
 }
 
 /// A server with `config` and a fresh temporary home.

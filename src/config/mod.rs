@@ -1,14 +1,24 @@
-//! Configuration: defaults < config file (TOML) < environment (`SUPERNODE_*`) < flags.
+//! Configuration: defaults < config file < environment (`SUPERNODE_*`) < flags.
 //!
-//! Every key, with its default, is documented in the repository's `config.toml`.
-//! Each component's section is its own struct with its own defaults.
+//! The file is this server's TOML (every key, with its default, is documented in the
+//! repository's `config.toml`) or the Go supernode's `supernode.yml` ([`go_yaml`]), so a Go
+//! deployment keeps its file; without `--config` the Go supernode's default path is read
+//! when it exists. Each component's section is its own struct with its own defaults.
 
+mod checks;
+pub mod cli;
+pub mod default_print;
+pub mod go_format;
+pub mod go_keys;
+pub mod go_yaml;
+
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, ValueEnum};
+use clap::ValueEnum;
 use serde::Deserialize;
-use supernode_actors::cdn::policy::{PolicyError, PolicyList, DEFAULT_DENY};
+use supernode_actors::cdn::policy::DEFAULT_DENY;
 use supernode_actors::cdn::{CdnConfig, SourcePolicy};
 use supernode_actors::cluster::ClusterConfig;
 use supernode_actors::gc::GcConfig;
@@ -16,49 +26,14 @@ use supernode_actors::preheat::PreheatConfig;
 use supernode_actors::rate::ByteRate;
 use supernode_actors::scheduler::SchedulerConfig;
 
+pub use cli::{Cli, Command, ConfigAction, DefaultFormat};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-/// Command-line flags; each may also come from its `SUPERNODE_*` environment variable.
-#[derive(Parser, Debug, Default, Clone)]
-#[command(name = "supernode", version, about = "Dragonfly 1.x compatible supernode: scheduler and CDN")]
-pub struct Cli {
-    /// Control API port (dfget, Harbor, ops).
-    #[arg(long, env = "SUPERNODE_PORT")]
-    pub port: Option<u16>,
-    /// Port serving cached pieces (advertised to clients as the super peer's port).
-    #[arg(long, env = "SUPERNODE_DOWNLOAD_PORT")]
-    pub download_port: Option<u16>,
-    /// Home directory: cache under `<home>/repo`, state files beside it.
-    #[arg(long, env = "SUPERNODE_HOME_DIR")]
-    pub home_dir: Option<PathBuf>,
-    /// IPv4 address announced to clients for CDN pieces and in the super CID.
-    #[arg(long, env = "SUPERNODE_ADVERTISE_IP")]
-    pub advertise_ip: Option<Ipv4Addr>,
-    /// Address both listeners bind to.
-    #[arg(long, env = "SUPERNODE_LISTEN_HOST")]
-    pub listen_host: Option<IpAddr>,
-    /// TOML configuration file.
-    #[arg(long, env = "SUPERNODE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Log format.
-    #[arg(long, env = "SUPERNODE_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Debug logging.
-    #[arg(long, env = "SUPERNODE_DEBUG")]
-    pub debug: bool,
-    /// Bearer token for the mutating /api/v1 and preheat endpoints (prefer the environment variable).
-    #[arg(long, env = "SUPERNODE_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-    /// Cluster mode: the Redis shared by the supernodes (`redis://host:port[/db]`,
-    /// `redis+sentinel://…`, `redis+cluster://…`). Sets `[cluster] redis_url`.
-    #[arg(long, env = "SUPERNODE_CLUSTER_REDIS_URL", hide_env_values = true)]
-    pub cluster_redis_url: Option<String>,
 }
 
 /// `[server]`: listeners, identity, logging and request limits.
@@ -74,6 +49,8 @@ pub struct ServerConfig {
     pub home_dir: Option<PathBuf>,
     pub log_format: LogFormat,
     pub debug: bool,
+    /// Serve CPU profiles at `/debug/pprof/profile`.
+    pub profiler: bool,
     /// Largest request body accepted (bytes); larger ones get 413.
     pub max_body_bytes: usize,
     /// Most peers kept at once; registrations beyond it are refused.
@@ -100,6 +77,7 @@ impl Default for ServerConfig {
             home_dir: None,
             log_format: LogFormat::Text,
             debug: false,
+            profiler: false,
             max_body_bytes: 1024 * 1024,
             max_peers: 100_000,
             shutdown_timeout_secs: 30,
@@ -186,6 +164,10 @@ pub struct Settings {
     pub advertise_ip: Ipv4Addr,
     /// `[security]`'s source lists, parsed.
     pub source_policy: SourcePolicy,
+    /// The configuration file read, if any.
+    pub file: Option<PathBuf>,
+    /// What the start should warn about; none of it stops the start.
+    pub notices: Vec<Notice>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +178,66 @@ pub enum ConfigError {
     Parse { path: PathBuf, key: String, message: String },
     #[error("home dir {path}: {source}")]
     HomeDir { path: PathBuf, source: std::io::Error },
+}
+
+/// The Go setting behind `--pool-size`, which Go declares and never uses.
+pub const POOL_SIZE: &str = "schedulerCorePoolSize (--pool-size)";
+
+/// Something about the configuration worth a warning at start; the start goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A key the Go supernode ignores (no setting of its, or one it replaces): ignored.
+    IgnoredKey { file: PathBuf, key: String },
+    /// A Go supernode setting this server does not have: ignored.
+    Unsupported { file: PathBuf, key: String },
+    /// A Go setting that Go declares and never uses: accepted, no effect.
+    NoEffect { setting: &'static str },
+}
+
+impl Notice {
+    /// Adds `notice` unless it is already there, so each is logged once.
+    pub fn push_once(notices: &mut Vec<Notice>, notice: Notice) {
+        if !notices.contains(&notice) {
+            notices.push(notice);
+        }
+    }
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::IgnoredKey { file, key } => {
+                write!(f, "config file {}: key `{key}` is ignored (the Go supernode ignores it too)", file.display())
+            }
+            Notice::Unsupported { file, key } => write!(
+                f,
+                "config file {}: key `{key}` is a Go supernode setting this supernode does not have; ignored",
+                file.display()
+            ),
+            Notice::NoEffect { setting } => {
+                write!(f, "{setting} is accepted and has no effect (the Go supernode does not use it either)")
+            }
+        }
+    }
+}
+
+/// A configuration file's format, told by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// This server's own, `config.toml`.
+    Toml,
+    /// The Go supernode's `supernode.yml`.
+    GoYaml,
+}
+
+impl FileFormat {
+    /// `.yml` and `.yaml` files are Go's, any other is TOML.
+    pub fn of(path: &Path) -> FileFormat {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("yml" | "yaml") => FileFormat::GoYaml,
+            _ => FileFormat::Toml,
+        }
+    }
 }
 
 impl Config {
@@ -213,134 +255,60 @@ impl Config {
         })
     }
 
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// Reads a file in the format its name tells; what to warn about goes to `notices`.
+    pub fn load(path: &Path, notices: &mut Vec<Notice>) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Config::from_toml(path, &text)
-    }
-}
-
-/// The source policy of `[security]`; a rule that does not parse is an error naming its key
-/// (an unreadable policy must never turn into one that allows everything).
-fn source_policy(security: &SecurityConfig, file: Option<&Path>) -> Result<SourcePolicy, ConfigError> {
-    SourcePolicy::new(&security.source_allow, &security.source_deny).map_err(|e: PolicyError| {
-        let list = match e.list {
-            PolicyList::Allow => "source_allow",
-            PolicyList::Deny => "source_deny",
-        };
-        ConfigError::Parse {
-            path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-            key: format!("security.{list}[{}]", e.index),
-            message: e.error.to_string(),
+        match FileFormat::of(path) {
+            FileFormat::Toml => Config::from_toml(path, &text),
+            FileFormat::GoYaml => go_yaml::from_go_yaml(path, &text, notices),
         }
-    })
+    }
 }
 
-/// A cluster URL that cannot be used stops the start, naming the key.
-fn check_cluster(cluster: &ClusterConfig, file: Option<&Path>) -> Result<(), ConfigError> {
-    if !cluster.enabled() {
-        return Ok(());
+/// The file `cli` names, else its default file when that exists, else the defaults.
+fn read_file(cli: &Cli, notices: &mut Vec<Notice>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    if let Some(path) = &cli.config {
+        return Ok((Config::load(path, notices)?, Some(path.clone())));
     }
-    let bad = |message: String| ConfigError::Parse {
-        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-        key: "cluster.redis_url".into(),
-        message,
-    };
-    supernode_actors::cluster::RedisStore::new(&cluster.redis_url, &cluster.key_prefix)
-        .map_err(|e| bad(e.to_string()))?;
-    if cluster.member_ttl <= cluster.renew_interval {
-        return Err(ConfigError::Parse {
-            path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-            key: "cluster.member_ttl".into(),
-            message: "must be longer than cluster.renew_interval, or members expire between renewals".into(),
-        });
-    }
-    Ok(())
-}
-
-/// An HTTPS port needs both PEM files, and the files need the port.
-fn check_tls(server: &ServerConfig, file: Option<&Path>) -> Result<(), ConfigError> {
-    let bad = |key: &str, message: &str| ConfigError::Parse {
-        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-        key: key.into(),
-        message: message.into(),
-    };
-    match (server.tls_port, &server.tls_cert_file, &server.tls_key_file) {
-        (None, None, None) | (Some(_), Some(_), Some(_)) => Ok(()),
-        (Some(_), None, _) => {
-            Err(bad("server.tls_cert_file", "server.tls_port is set: give the PEM certificate chain"))
+    let Some(path) = &cli.default_config else { return Ok((Config::default(), None)) };
+    match Config::load(path, notices) {
+        Err(ConfigError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok((Config::default(), None))
         }
-        (Some(_), _, None) => Err(bad("server.tls_key_file", "server.tls_port is set: give the PEM private key")),
-        (None, _, _) => Err(bad("server.tls_port", "a TLS certificate or key is given but no port to serve HTTPS on")),
+        read => Ok((read?, Some(path.clone()))),
     }
-}
-
-/// A bandwidth cap the reserve leaves nothing of stops the start, naming the key.
-fn check_bandwidth(cdn: &CdnConfig, file: Option<&Path>) -> Result<(), ConfigError> {
-    cdn.source_rate().map(|_| ()).map_err(|message| ConfigError::Parse {
-        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-        key: "cdn.max_bandwidth".into(),
-        message,
-    })
 }
 
 impl Settings {
     /// Settings for `config` as it is, with the home directory and advertised address given.
     pub fn from_config(config: Config, home_dir: PathBuf, advertise_ip: Ipv4Addr) -> Result<Settings, ConfigError> {
-        let source_policy = source_policy(&config.security, None)?;
-        check_cluster(&config.cluster, None)?;
-        check_bandwidth(&config.cdn, None)?;
-        check_tls(&config.server, None)?;
-        Ok(Settings { config, home_dir, advertise_ip, source_policy })
+        let source_policy = checks::source_policy(&config.security, None)?;
+        checks::check_cluster(&config.cluster, None)?;
+        checks::check_bandwidth(&config.cdn, None)?;
+        checks::check_tls(&config.server, None)?;
+        Ok(Settings { config, home_dir, advertise_ip, source_policy, file: None, notices: Vec::new() })
     }
 
     /// Applies the precedence flags > environment > file > defaults and creates the home dir.
     pub fn resolve(cli: &Cli) -> Result<Settings, ConfigError> {
-        let mut config = match &cli.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
-        let s = &mut config.server;
-        if let Some(v) = cli.port {
-            s.port = v;
-        }
-        if let Some(v) = cli.download_port {
-            s.download_port = v;
-        }
-        if let Some(v) = &cli.home_dir {
-            s.home_dir = Some(v.clone());
-        }
-        if let Some(v) = cli.advertise_ip {
-            s.advertise_ip = Some(v);
-        }
-        if let Some(v) = cli.listen_host {
-            s.listen_host = v;
-        }
-        if let Some(v) = cli.log_format {
-            s.log_format = v;
-        }
-        if cli.debug {
-            s.debug = true;
-        }
-        if let Some(t) = &cli.api_token {
-            config.security.api_token = t.clone();
-        }
-        if let Some(url) = &cli.cluster_redis_url {
-            config.cluster.redis_url = url.clone();
-        }
-        let source_policy = source_policy(&config.security, cli.config.as_deref())?;
-        check_cluster(&config.cluster, cli.config.as_deref())?;
-        check_bandwidth(&config.cdn, cli.config.as_deref())?;
-        check_tls(&config.server, cli.config.as_deref())?;
+        let mut notices = Vec::new();
+        let (mut config, file) = read_file(cli, &mut notices)?;
+        cli.apply(&mut config, &mut notices);
+        let source_policy = checks::source_policy(&config.security, file.as_deref())?;
+        checks::check_cluster(&config.cluster, file.as_deref())?;
+        checks::check_bandwidth(&config.cdn, file.as_deref())?;
+        checks::check_tls(&config.server, file.as_deref())?;
         let s = &config.server;
         let home_dir = s.home_dir.clone().unwrap_or_else(default_home_dir);
         std::fs::create_dir_all(&home_dir).map_err(|source| ConfigError::HomeDir { path: home_dir.clone(), source })?;
         let advertise_ip = s.advertise_ip.unwrap_or_else(first_non_loopback_ipv4);
-        Ok(Settings { config, home_dir, advertise_ip, source_policy })
+        Ok(Settings { config, home_dir, advertise_ip, source_policy, file, notices })
     }
 }
 
-fn default_home_dir() -> PathBuf {
+/// Where the cache lives when no home directory is set.
+pub fn default_home_dir() -> PathBuf {
     dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("supernode")
 }
 
@@ -432,8 +400,43 @@ mod tests {
     }
 
     #[test]
+    fn the_default_file_is_read_when_it_exists_and_skipped_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.yml");
+        let cli =
+            Cli { default_config: Some(missing.clone()), home_dir: Some(dir.path().join("home")), ..Cli::default() };
+        let s = Settings::resolve(&cli).expect("a missing default file is no error");
+        assert_eq!(s.file, None);
+        assert_eq!(s.config, Config { server: s.config.server.clone(), ..Config::default() });
+        assert_eq!(s.config.server.port, 8002);
+
+        let present = dir.path().join("supernode.yml");
+        std::fs::write(&present, "base:\n  listenPort: 9100\n  peerUpLimit: 9\n").unwrap();
+        let cli = Cli { default_config: Some(present.clone()), port: Some(9200), ..cli };
+        let s = Settings::resolve(&cli).unwrap();
+        assert_eq!(s.file.as_deref(), Some(present.as_path()));
+        assert_eq!((s.config.server.port, s.config.scheduler.peer_up_limit), (9200, 9), "the flag wins over the file");
+
+        let unreadable = Cli { default_config: Some(dir.path().to_path_buf()), ..cli.clone() };
+        assert!(
+            matches!(Settings::resolve(&unreadable), Err(ConfigError::Read { .. })),
+            "only a missing file is skipped"
+        );
+        let named = Cli { config: Some(missing), ..cli };
+        assert!(matches!(Settings::resolve(&named), Err(ConfigError::Read { .. })), "--config must exist");
+    }
+
+    #[test]
+    fn the_format_follows_the_file_name() {
+        assert_eq!(FileFormat::of(Path::new("/etc/dragonfly/supernode.yml")), FileFormat::GoYaml);
+        assert_eq!(FileFormat::of(Path::new("s.YAML")), FileFormat::GoYaml);
+        assert_eq!(FileFormat::of(Path::new("config.toml")), FileFormat::Toml);
+        assert_eq!(FileFormat::of(Path::new("supernode.conf")), FileFormat::Toml);
+    }
+
+    #[test]
     fn shipped_config_parses_to_defaults() {
-        let text = include_str!("../config.toml");
+        let text = include_str!("../../config.toml");
         assert_eq!(Config::from_toml(Path::new("config.toml"), text).unwrap(), Config::default());
     }
 }
