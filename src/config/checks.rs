@@ -1,12 +1,13 @@
 //! Checks of a resolved configuration that its types cannot express: a source rule that
 //! does not parse, a cluster URL that cannot be used, a bandwidth reserve that leaves
-//! nothing, an HTTPS port without its files. Each stops the start naming its key.
+//! nothing, an HTTPS port without its files, a poll hold dfget would time out on. Each stops the start naming its key.
 
 use std::path::{Path, PathBuf};
 
 use supernode_actors::cdn::policy::{PolicyError, PolicyList};
 use supernode_actors::cdn::{CdnConfig, SourcePolicy};
 use supernode_actors::cluster::ClusterConfig;
+use supernode_actors::scheduler::SchedulerConfig;
 
 use super::{ConfigError, SecurityConfig, ServerConfig};
 
@@ -54,6 +55,19 @@ pub fn check_bandwidth(cdn: &CdnConfig, file: Option<&Path>) -> Result<(), Confi
         path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
         key: "cdn.max_bandwidth".into(),
         message,
+    })
+}
+
+/// dfget gives a control call 5 s; a poll held for longer would fail it (and make it migrate).
+pub fn check_poll_hold(scheduler: &SchedulerConfig, file: Option<&Path>) -> Result<(), ConfigError> {
+    const MOST: std::time::Duration = std::time::Duration::from_secs(3);
+    if scheduler.poll_hold <= MOST {
+        return Ok(());
+    }
+    Err(ConfigError::Parse {
+        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
+        key: "scheduler.poll_hold".into(),
+        message: format!("{:?} is too long: at most 3s, as dfget gives a poll 5 s", scheduler.poll_hold),
     })
 }
 

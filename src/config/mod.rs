@@ -287,6 +287,7 @@ impl Settings {
         checks::check_cluster(&config.cluster, None)?;
         checks::check_bandwidth(&config.cdn, None)?;
         checks::check_tls(&config.server, None)?;
+        checks::check_poll_hold(&config.scheduler, None)?;
         Ok(Settings { config, home_dir, advertise_ip, source_policy, file: None, notices: Vec::new() })
     }
 
@@ -299,6 +300,7 @@ impl Settings {
         checks::check_cluster(&config.cluster, file.as_deref())?;
         checks::check_bandwidth(&config.cdn, file.as_deref())?;
         checks::check_tls(&config.server, file.as_deref())?;
+        checks::check_poll_hold(&config.scheduler, file.as_deref())?;
         let s = &config.server;
         let home_dir = s.home_dir.clone().unwrap_or_else(default_home_dir);
         std::fs::create_dir_all(&home_dir).map_err(|source| ConfigError::HomeDir { path: home_dir.clone(), source })?;
@@ -382,6 +384,15 @@ mod tests {
         assert_eq!(config.cdn.source_rate(), Ok(None));
         let err = Config::from_toml(Path::new("x.toml"), "[server]\nupload_rate_limit = \"fast\"\n").unwrap_err();
         assert!(err.to_string().contains("server.upload_rate_limit"), "{err}");
+    }
+
+    #[test]
+    fn a_poll_hold_dfget_would_time_out_on_stops_the_start() {
+        let config = Config::from_toml(Path::new("x.toml"), "[scheduler]\npoll_hold = \"4s\"\n").unwrap();
+        let err = Settings::from_config(config, PathBuf::from("/tmp"), Ipv4Addr::LOCALHOST).unwrap_err();
+        assert!(err.to_string().contains("scheduler.poll_hold"), "{err}");
+        let config = Config::from_toml(Path::new("x.toml"), "[scheduler]\npoll_hold = \"0s\"\n").unwrap();
+        Settings::from_config(config, PathBuf::from("/tmp"), Ipv4Addr::LOCALHOST).expect("0s: Go's behaviour");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use testkit::origin::{salted_bytes, Origin};
 use testkit::{
-    first_poll, get_json, post_registration, start_from_args_on_manual_clock, wait_success, RunGc, TestServer,
+    first_poll, first_poll_past_hold, get_json, post_registration, start_from_args_on_manual_clock, wait_success,
+    RunGc, TestServer,
 };
 
 use crate::{arg, write};
@@ -16,6 +17,8 @@ const KIB: usize = 1024;
 const MIB: u64 = 1024 * 1024;
 /// So that no periodic collection runs unless a test asks for one.
 const NO_PERIODIC_GC: &str = "--gc-initial-delay=8760h";
+/// `scheduler.poll_hold`'s default: how long a poll with nothing for it may be held.
+const POLL_HOLD: Duration = Duration::from_secs(1);
 
 /// dfget's registration from its own host at `ip`.
 fn client(url: &str, cid: &str, ip: &str) -> Value {
@@ -51,7 +54,7 @@ async fn wait_runs(s: &TestServer, meta: f64, disk: f64, when: &str) {
 /// supernode serves at once for a task.
 #[actix_web::test]
 async fn down_limit_caps_pieces_per_client_and_supernode_pieces_per_task() {
-    let (s, _clock) = start_from_args_on_manual_clock(&["--down-limit=2", NO_PERIODIC_GC]).await;
+    let (s, clock) = start_from_args_on_manual_clock(&["--down-limit=2", NO_PERIODIC_GC]).await;
     let origin = Origin::start().await;
     origin.add_generated("/five-pieces.bin", 5, 17 * MIB);
     let url = origin.url("/five-pieces.bin");
@@ -64,7 +67,7 @@ async fn down_limit_caps_pieces_per_client_and_supernode_pieces_per_task() {
     assert_eq!(first["code"], 601, "{first}");
     let pieces = first["data"].as_array().map_or(0, Vec::len);
     assert_eq!(pieces, 2, "a client runs at most --down-limit pieces: {first}");
-    let second = first_poll(&s, "second-1", &id).await;
+    let second = first_poll_past_hold(&s, &clock, POLL_HOLD, "second-1", &id).await;
     assert_eq!(second["code"], 602, "the supernode already serves --down-limit pieces of the task: {second}");
 }
 
@@ -85,7 +88,7 @@ async fn fetch_one_piece(s: &TestServer, cid: &str, id: &str) -> (String, String
 /// piece by `--down-limit=1`) is busy too.
 #[actix_web::test]
 async fn up_limit_caps_the_uploads_handed_to_one_peer() {
-    let (s, _clock) = start_from_args_on_manual_clock(&["--up-limit=1", "--down-limit=1", NO_PERIODIC_GC]).await;
+    let (s, clock) = start_from_args_on_manual_clock(&["--up-limit=1", "--down-limit=1", NO_PERIODIC_GC]).await;
     let origin = Origin::start().await;
     origin.add_generated("/four-pieces.bin", 6, 13 * MIB);
     let url = origin.url("/four-pieces.bin");
@@ -104,7 +107,7 @@ async fn up_limit_caps_the_uploads_handed_to_one_peer() {
     assert_eq!(second["code"], 601, "{second}");
     let handed = (&second["data"][0]["cid"], &second["data"][0]["range"]);
     assert_eq!(handed, (&json!("holder-1"), &json!(held)), "the peer under its limit uploads: {second}");
-    let third = first_poll(&s, "third-1", &id).await;
+    let third = first_poll_past_hold(&s, &clock, POLL_HOLD, "third-1", &id).await;
     assert_eq!(third["code"], 602, "the peer already runs --up-limit uploads: {third}");
 }
 

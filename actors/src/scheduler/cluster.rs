@@ -230,6 +230,8 @@ impl Handler<RemoteState> for PieceScheduler {
             for cid in stale {
                 self.remove_client(&task_id, &cid);
             }
+            // Other nodes' clients may hold pieces a held poll here is waiting for.
+            self.retry_held(&task_id);
         }
     }
 }

@@ -1,5 +1,7 @@
 //! `[scheduler]` settings (Go's names where Go had them).
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::policy::{HandOutPolicy, RarestFirst, Sequential};
@@ -23,6 +25,11 @@ pub struct SchedulerConfig {
     pub max_seeds_per_url: usize,
     /// Which pieces a client gets first.
     pub hand_out: HandOut,
+    /// How long a poll of a client with nothing running may be held when there is nothing for
+    /// it yet, so that it gets the next piece the moment it can be had instead of after dfget's
+    /// doubling 602 back-off; 0 = answer 602 at once, as Go does. Below dfget's 5 s timeout.
+    #[serde(with = "humantime_serde")]
+    pub poll_hold: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -36,6 +43,7 @@ impl Default for SchedulerConfig {
             max_clients: 100_000,
             max_seeds_per_url: 3,
             hand_out: HandOut::RarestFirst,
+            poll_hold: Duration::from_secs(1),
         }
     }
 }

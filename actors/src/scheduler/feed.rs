@@ -12,6 +12,7 @@ impl Handler<TaskStatusChanged> for PieceScheduler {
 
     fn handle(&mut self, msg: TaskStatusChanged, _ctx: &mut Context<Self>) {
         let now = self.clock.now();
+        let task_id = msg.task_id.clone();
         let task = self.tasks.entry(msg.task_id).or_insert_with(|| TaskState::new(msg.run_id, now));
         if msg.run_id > task.run_id {
             task.run_id = msg.run_id;
@@ -35,6 +36,7 @@ impl Handler<TaskStatusChanged> for PieceScheduler {
             task.cdn_pieces.clear();
             task.cdn_load = 0;
         }
+        self.retry_held(&task_id);
     }
 }
 
@@ -51,6 +53,7 @@ impl Handler<CdnPieces> for PieceScheduler {
 
     fn handle(&mut self, msg: CdnPieces, _ctx: &mut Context<Self>) {
         let now = self.clock.now();
+        let task_id = msg.task_id.clone();
         let task = self.tasks.entry(msg.task_id).or_insert_with(|| TaskState::new(msg.run_id, now));
         if msg.run_id < task.run_id || task.cdn_host != crate::events::CdnHost::Local {
             return;
@@ -71,5 +74,6 @@ impl Handler<CdnPieces> for PieceScheduler {
         for (i, d) in msg.digests.into_iter().enumerate() {
             task.cdn_pieces[first + i] = Some(d);
         }
+        self.retry_held(&task_id);
     }
 }

@@ -11,6 +11,7 @@
 //! | `assign.rs` | the decision of one poll, a pure function of that state |
 //! | `policy.rs` | the pluggable piece order (`[scheduler] hand_out`) |
 //! | `polls.rs` | `/peer/task` |
+//! | `hold.rs` | polls kept until there is something to hand out |
 //! | `reports.rs` | piece outcomes, service down, piece errors |
 //! | `register.rs` | a client starting a download |
 //! | `feed.rs` | what the CDN and the task manager tell the scheduler |
@@ -23,6 +24,7 @@ mod assign;
 mod cluster;
 mod config;
 mod feed;
+mod hold;
 mod maintenance;
 pub mod policy;
 mod polls;
@@ -78,6 +80,7 @@ pub struct PieceScheduler {
     client_count: usize,
     /// In cluster mode: what changed since the last sync.
     book: Option<ClusterBook>,
+    held: hold::HeldPolls,
 }
 
 impl PieceScheduler {
@@ -101,6 +104,7 @@ impl PieceScheduler {
             clock,
             client_count: 0,
             book: None,
+            held: hold::HeldPolls::default(),
         }
     }
 
@@ -175,6 +179,7 @@ impl PieceScheduler {
     }
 
     fn remove_task(&mut self, task_id: &TaskId) {
+        self.release_held(task_id);
         let cids: Vec<ClientId> =
             self.tasks.get(task_id).map(|t| t.clients.keys().cloned().collect()).unwrap_or_default();
         for cid in cids {

@@ -1,7 +1,7 @@
 //! `/peer/task`: a client's poll, which may carry the outcome of its last piece, and what
 //! it gets back. dfget polls in a loop; every answer is one of the codes it knows.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -69,7 +69,12 @@ pub enum PollReply {
 
 impl PollReply {
     /// The state a poll's reply puts the dfget run in; `None` leaves it as it was.
-    fn dfget_state(&self) -> Option<DfgetState> {
+    /// Whether the reply may be held instead of sent: only "nothing for you yet".
+    pub(super) fn holdable(&self) -> bool {
+        matches!(self, PollReply::Wait(WaitReason::NoPieceYet | WaitReason::AllSourcesBusy))
+    }
+
+    pub(super) fn dfget_state(&self) -> Option<DfgetState> {
         match self {
             PollReply::Finish { .. } | PollReply::Ended => Some(DfgetState::Success),
             PollReply::CdnFailed(_) | PollReply::SourceError(_) => Some(DfgetState::Failed),
@@ -93,40 +98,48 @@ pub struct Poll {
 }
 
 impl Handler<Poll> for PieceScheduler {
-    type Result = MessageResult<Poll>;
+    type Result = ResponseFuture<PollReply>;
 
-    fn handle(&mut self, msg: Poll, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Poll, ctx: &mut Context<Self>) -> Self::Result {
+        let now = |reply: PollReply| -> ResponseFuture<PollReply> { Box::pin(std::future::ready(reply)) };
         let started = Instant::now();
         if let Err(e) = self.known(&msg.task_id, &msg.cid) {
-            return MessageResult(PollReply::NotFound(e));
+            return now(PollReply::NotFound(e));
         }
+        let mut reported = false;
         match msg.status {
             ClientStatus::Finished => {
                 self.set_state(&msg.task_id, &msg.cid, DfgetState::Success);
-                return MessageResult(PollReply::Ended);
+                return now(PollReply::Ended);
             }
             ClientStatus::Running => match msg.report {
                 Some((_, _, PieceResult::Invalid)) | None => {
-                    return MessageResult(PollReply::Invalid(
+                    return now(PollReply::Invalid(
                         "status RUNNING needs a range and a result of FAILED, SUCCESS or SEMISUC",
                     ));
                 }
                 Some((range, dst, result)) => {
                     let dst = self.resolve(&msg.task_id, dst);
-                    self.apply_result(&msg.task_id, &msg.cid, range, &dst, result)
+                    self.apply_result(&msg.task_id, &msg.cid, range, &dst, result);
+                    reported = true;
                 }
             },
             ClientStatus::Started => {}
         }
         let max = msg.max.unwrap_or(self.config.peer_down_limit as usize).max(1);
         let reply = self.schedule(&msg.task_id, &msg.cid, max);
-        let ip = self.tasks.get(&msg.task_id).and_then(|t| t.clients.get(&msg.cid)).map(|c| c.ip.to_string());
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        self.metrics.schedule_duration_ms.with_label_values(&[&ip.unwrap_or_default()]).observe(elapsed_ms);
+        self.observe_schedule(&msg.task_id, &msg.cid, started);
+        if reported {
+            self.retry_held(&msg.task_id);
+        }
+        if reply.holdable() && self.config.poll_hold > Duration::ZERO && self.runs_nothing(&msg.task_id, &msg.cid) {
+            let held = self.hold(&msg.task_id, &msg.cid, max, ctx);
+            return Box::pin(async move { held.await.unwrap_or(PollReply::Wait(WaitReason::NoPieceYet)) });
+        }
         if let Some(state) = reply.dfget_state() {
             self.set_state(&msg.task_id, &msg.cid, state);
         }
-        MessageResult(reply)
+        now(reply)
     }
 }
 
@@ -139,7 +152,18 @@ impl PieceScheduler {
         }
     }
 
-    fn schedule(&mut self, task_id: &TaskId, cid: &ClientId, max: usize) -> PollReply {
+    /// The time one scheduling decision took, by client IP (Go's `schedule_duration`).
+    pub(super) fn observe_schedule(&self, task_id: &TaskId, cid: &ClientId, started: Instant) {
+        let ip = self.tasks.get(task_id).and_then(|t| t.clients.get(cid)).map(|c| c.ip.to_string());
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.metrics.schedule_duration_ms.with_label_values(&[&ip.unwrap_or_default()]).observe(elapsed_ms);
+    }
+
+    fn runs_nothing(&self, task_id: &TaskId, cid: &ClientId) -> bool {
+        self.tasks.get(task_id).and_then(|t| t.clients.get(cid)).is_some_and(|c| c.running.is_empty())
+    }
+
+    pub(super) fn schedule(&mut self, task_id: &TaskId, cid: &ClientId, max: usize) -> PollReply {
         let now = self.clock.now();
         let limits = Limits {
             up: self.config.peer_up_limit,

@@ -107,6 +107,7 @@ impl Handler<PieceSuccess> for PieceScheduler {
             }
         }
         self.changed(&msg.task_id, &msg.cid);
+        self.retry_held(&msg.task_id);
         Ok(())
     }
 }
@@ -132,6 +133,8 @@ impl Handler<ServiceDown> for PieceScheduler {
             task.forget_holder(&msg.cid);
         }
         self.changed(&msg.task_id, &msg.cid);
+        // Its running pieces are given back elsewhere; what it held is no longer handed out.
+        self.retry_held(&msg.task_id);
         Ok(())
     }
 }
@@ -286,6 +289,7 @@ impl Handler<ApplyPieceResult> for PieceScheduler {
             result => {
                 self.known(&msg.task_id, &msg.cid)?.piece_of(msg.range)?;
                 self.apply_result(&msg.task_id, &msg.cid, msg.range, &dst_cid, result);
+                self.retry_held(&msg.task_id);
                 Ok(())
             }
         }

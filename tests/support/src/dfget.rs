@@ -11,7 +11,8 @@ use awc::http::header::HeaderMap;
 use serde_json::Value;
 
 use crate::http::{client, get_json, json, Control};
-use crate::wait::poll_until;
+use crate::wait::{eventually, poll_until};
+use supernode_actors::clock::ManualClock;
 
 /// The registration body exactly as dfget 1.0.6 sends it, for `url` and client ID `cid`
 /// (host `vm` on 127.0.0.1, uploader port 20001).
@@ -55,6 +56,20 @@ pub async fn first_poll(s: &impl Control, cid: &str, id: &str) -> Value {
     let path = format!("/peer/task?srcCid={cid}&dstCid=&range=&result=502&status=700&taskId={id}");
     let (status, v) = get_json(s, &path).await;
     assert_eq!(status, 200, "{path} → {v}");
+    v
+}
+
+/// [`first_poll`] on a server whose clock the test moves, for a client that gets nothing yet:
+/// once the server holds the poll (its `held_polls` gauge grows), the clock passes `hold`
+/// (the server's `scheduler.poll_hold`) and the poll is answered with what there is then.
+pub async fn first_poll_past_hold(s: &impl Control, clock: &ManualClock, hold: Duration, cid: &str, id: &str) -> Value {
+    let held = || async { crate::metrics(s).await.get("dragonfly_supernode_held_polls", &[]).unwrap_or(0.0) };
+    let before = held().await;
+    let advance = async {
+        eventually(Duration::from_secs(10), "the poll is held", || async { held().await > before }).await;
+        clock.advance(hold);
+    };
+    let (v, ()) = futures_util::join!(first_poll(s, cid, id), advance);
     v
 }
 

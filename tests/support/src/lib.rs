@@ -34,8 +34,8 @@ pub mod swarm;
 
 pub use child::{absent_default_config, supernode_command, ChildServer};
 pub use dfget::{
-    cache_dir, data_path, dfget_body, download, first_poll, post_registration, register, task_info, wait_done,
-    wait_success,
+    cache_dir, data_path, dfget_body, download, first_poll, first_poll_past_hold, post_registration, register,
+    task_info, wait_done, wait_success,
 };
 pub use http::{call, client, delete, get, get_json, json, post_json, Control};
 pub use loopback::ClosedPort;
