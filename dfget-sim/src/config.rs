@@ -6,7 +6,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::sink::SinkGroup;
 
 /// What one simulated dfget run does.
 #[derive(Clone, Debug)]
@@ -48,6 +51,10 @@ pub struct PeerConfig {
     pub piece_delay: Duration,
     /// Host name sent in the registration; `None` = this host's name.
     pub host_name: Option<String>,
+    /// `None`: the output keeps the whole file, as dfget's does. A group: the output is a
+    /// [`SinkGroup`] member's, hashed as it arrives and given back to the disk piece by piece
+    /// once every member holds it (for files larger than the disk).
+    pub sink: Option<Arc<SinkGroup>>,
 }
 
 impl PeerConfig {
@@ -81,6 +88,7 @@ impl PeerConfig {
             control_timeout: Duration::from_secs(5),
             piece_delay: Duration::ZERO,
             host_name: None,
+            sink: None,
         }
     }
 }

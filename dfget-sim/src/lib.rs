@@ -29,8 +29,8 @@
 //! The code, by module: `peer` (the public [`Peer`]), `nodes` (the supernode list and its
 //! order), `register` (`/peer/registry` and which node it goes to), `control` (the `/peer/task`
 //! loop, migration and `/task/metrics`), `piece` (one piece: fetch, check, write, report),
-//! `uploader`, `client` (how control requests are sent), `config`, `stats`, `error`, and `wire`
-//! (protocol constants and Go's JSON and number formats).
+//! `uploader`, `sink` (the streaming output), `client` (how control requests are sent), `config`,
+//! `stats`, `error`, and `wire` (protocol constants and Go's JSON and number formats).
 
 mod client;
 mod config;
@@ -40,6 +40,7 @@ mod nodes;
 mod peer;
 mod piece;
 mod register;
+mod sink;
 mod stats;
 mod uploader;
 mod wire;
@@ -54,7 +55,8 @@ pub use control::FinishData;
 pub use error::SimError;
 pub use peer::{uploader_addr, DfgetSim, Peer, Report};
 pub use register::Registration;
-pub use stats::{FetchedPiece, StatsSnapshot};
+pub use sink::SinkGroup;
+pub use stats::{FetchedPiece, StatsSnapshot, Wait};
 pub use wire::{
     md5_file, md5_hex, piece_count, DEFAULT_MIN_RATE, DFGET_VERSION, PEER_DOWN_OK, PEER_PATH_PREFIX, PIECE_META,
     PIECE_TAIL, SUPER_CID_PREFIX,

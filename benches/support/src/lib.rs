@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use testkit::origin::Origin;
+pub use testkit::proc_rss;
 use testkit::{ChildServer, Control};
 
 pub const MIB: u64 = 1024 * 1024;
@@ -85,19 +86,6 @@ impl Control for BinaryServer {
     fn control_addr(&self) -> SocketAddr {
         self.control()
     }
-}
-
-/// (VmHWM, VmRSS) in KiB of process `pid`, from /proc/<pid>/status.
-pub fn proc_rss(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// User + system CPU seconds of process `pid` so far, from /proc/<pid>/stat.

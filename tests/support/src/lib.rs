@@ -9,7 +9,8 @@
 //!   [`wait_success`], [`metrics`], …) and waiting on conditions instead of sleeping
 //!   ([`eventually`]);
 //! * sources: the in-process [`origin`] and a real Docker [`registry`];
-//! * simulated dfget peers ([`swarm`]) and the IDs the protocol derives ([`protocol`]);
+//! * simulated dfget peers ([`swarm`]), a file larger than the disk through them
+//!   ([`large_file`]), and the IDs the protocol derives ([`protocol`]);
 //! * cluster mode: a real [`redis`] and several supernode processes on it ([`cluster`]).
 //!
 //! The server's Rust API (and its manual clock) is used in `server.rs` only, the rest of the
@@ -26,6 +27,7 @@ mod process;
 mod server;
 mod wait;
 
+pub mod large_file;
 pub mod origin;
 pub mod protocol;
 pub mod redis;
@@ -40,6 +42,7 @@ pub use dfget::{
 pub use http::{call, client, delete, get, get_json, json, post_json, Control};
 pub use loopback::ClosedPort;
 pub use metrics::{metrics, Metrics, Sample};
+pub use process::proc_rss;
 pub use server::{
     config_with, control_routes, start, start_on_manual_clock, start_with, Config, GcReport, ManualClock, RunGc,
     TestServer,
