@@ -6,10 +6,12 @@
 //!
 //! * `origin`: the origin drops, stalls, or never answers its head;
 //! * `cache`: a quota smaller than the file, a cache directory that cannot be made;
+//! * `disk_full`: the home on a small filesystem that a download fills mid-run;
 //! * `restart`: SIGKILL mid-CDN; finished files are kept, interrupted ones resume with a
 //!   `Range` request while the source still has the same file, and are fetched again otherwise.
 
 mod cache;
+mod disk_full;
 mod origin;
 mod restart;
 

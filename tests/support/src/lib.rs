@@ -11,7 +11,8 @@
 //! * sources: the in-process [`origin`] and a real Docker [`registry`];
 //! * simulated dfget peers ([`swarm`]), a file larger than the disk through them
 //!   ([`large_file`]), and the IDs the protocol derives ([`protocol`]);
-//! * cluster mode: a real [`redis`] and several supernode processes on it ([`cluster`]).
+//! * cluster mode: a real [`redis`] and several supernode processes on it ([`cluster`]);
+//! * a small filesystem of a test's own that really fills up ([`tmpfs`]).
 //!
 //! The server's Rust API (and its manual clock) is used in `server.rs` only, the rest of the
 //! actors crate in [`protocol`] only: when either changes, the fixtures follow it in one place
@@ -33,6 +34,7 @@ pub mod protocol;
 pub mod redis;
 pub mod registry;
 pub mod swarm;
+pub mod tmpfs;
 
 pub use child::{supernode_command, ChildServer};
 pub use dfget::{
