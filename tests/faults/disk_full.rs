@@ -105,22 +105,3 @@ fn assert_metadata_whole(home: &Path) {
         }
     }
 }
-
-/// `POST /preheats` of a file: the preheat's ID.
-async fn create_preheat(s: &ChildServer, url: &str) -> String {
-    let (status, v) = testkit::post_json(s, "/preheats", &serde_json::json!({"type": "file", "url": url})).await;
-    assert_eq!(status, 200, "{v}");
-    v["ID"].as_str().expect("ID").to_string()
-}
-
-/// Polls `GET /preheats/{id}` until SUCCESS or FAILED.
-async fn wait_preheat(s: &ChildServer, id: &str) -> serde_json::Value {
-    testkit::poll_until(Duration::from_secs(30), &format!("preheat {id} finishes"), || async {
-        let (_, v) = testkit::get_json(s, &format!("/preheats/{id}")).await;
-        match v["status"].as_str() {
-            Some("SUCCESS" | "FAILED") => Ok(v),
-            _ => Err(v.to_string()),
-        }
-    })
-    .await
-}
