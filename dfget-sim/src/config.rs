@@ -38,6 +38,12 @@ pub struct PeerConfig {
     pub callsystem: Option<String>,
     /// Fault: the uploader serves every piece with one flipped payload byte (same length).
     pub corrupt_uploads: bool,
+    /// Fault: the uploader sends every piece at this many bytes per second; 0: it accepts the
+    /// request and never answers.
+    pub upload_rate: Option<u64>,
+    /// Fault: every piece handed out is reported as fetched without being fetched, so the
+    /// uploader serves what the output does not hold.
+    pub claim_unfetched: bool,
     /// Most pieces fetched at once. dfget starts one download per handed-out piece (the server's
     /// `peerDownLimit` bounds them); the default 16 never binds with a compliant server.
     pub piece_concurrency: usize,
@@ -82,6 +88,8 @@ impl PeerConfig {
             headers: Vec::new(),
             callsystem: None,
             corrupt_uploads: false,
+            upload_rate: None,
+            claim_unfetched: false,
             piece_concurrency: 16,
             download_timeout: None,
             piece_timeout: None,

@@ -309,6 +309,7 @@ impl Run<'_> {
             sem: Semaphore::new(self.config.piece_concurrency.max(1)),
             piece_timeout: self.config.piece_timeout,
             piece_delay: self.config.piece_delay,
+            claim_unfetched: self.config.claim_unfetched,
             file_length: first.reg.file_length,
             held: Default::default(),
         });

@@ -3,7 +3,7 @@
 //! The supernode is meant to serve the stock dfget client unchanged, and its P2P behaviour only
 //! shows with several clients serving each other. This crate lets a test run many such clients
 //! in one process, each with its own uploader on a loopback port, make them misbehave (corrupt
-//! uploads, dying uploaders, slow peers) and read what they saw.
+//! uploads, dying or stalling uploaders, slow peers, peers claiming pieces they lack) and read what they saw.
 //!
 //! [`Peer`] (also exported as [`DfgetSim`]) does on the wire what one run of dfget 1.0.6 does:
 //!

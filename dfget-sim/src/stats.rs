@@ -80,7 +80,7 @@ pub struct StatsSnapshot {
     pub md5_errors_reported: u64,
     /// `FILE_NOT_EXIST` reports sent.
     pub not_exist_reported: u64,
-    /// Pieces this peer's uploader served.
+    /// Pieces this peer's uploader served (or, when it never answers, was asked for).
     pub uploads_served: u64,
     /// Bytes this peer's uploader served.
     pub upload_bytes: u64,
