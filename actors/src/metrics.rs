@@ -44,6 +44,7 @@ pub struct Metrics {
     pub cache_files: IntGauge,
     pub pieces_served: IntCounterVec,
     pub clients: IntGauge,
+    pub upload_addresses: IntGauge,
     pub cluster_healthy: IntGauge,
     pub cluster_members: IntGauge,
     pub build_info: GaugeVec,
@@ -161,6 +162,10 @@ impl Metrics {
                 &["source"],
             )?,
             clients: IntGauge::with_opts(sn("clients", "dfget clients (downloads) known to the scheduler"))?,
+            upload_addresses: IntGauge::with_opts(sn(
+                "upload_addresses",
+                "uploader addresses with pieces handed out from them right now",
+            ))?,
             cluster_healthy: IntGauge::with_opts(sn(
                 "cluster_healthy",
                 "1 while the cluster store answers (or cluster mode is off), 0 while this node serves alone",
@@ -208,6 +213,7 @@ impl Metrics {
         r.register(Box::new(m.cache_files.clone()))?;
         r.register(Box::new(m.pieces_served.clone()))?;
         r.register(Box::new(m.clients.clone()))?;
+        r.register(Box::new(m.upload_addresses.clone()))?;
         r.register(Box::new(m.cluster_healthy.clone()))?;
         r.register(Box::new(m.cluster_members.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;
