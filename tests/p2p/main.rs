@@ -7,7 +7,7 @@
 //!   stall, a peer claiming pieces it lacks;
 //! * `operator`: a paused task waits and resumes, a deleted task fails its client at once;
 //! * `failover`: a client of two supernodes moves to the other when its own fails it midway;
-//! * `source_pattern`: nothing cached; pieces from the origin by range and from peers.
+//! * `source_pattern`: nothing cached; pieces from the origin by range and from peers;
 //! * `large_file`: 4 peers fetch a 2 GiB file in 15 MiB pieces through the supernode binary.
 
 mod bad_peers;
