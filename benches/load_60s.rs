@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use benchkit::gen::{self, GenConfig};
+use benchkit::gen::{self, GenConfig, Rerun};
 use benchkit::report::{measured_line, note_start_load, write_section};
 use benchkit::stats::Histogram;
 use benchkit::*;
@@ -46,10 +46,7 @@ async fn run() {
     let server = BinaryServer::start(env!("CARGO_BIN_EXE_supernode"));
     let (_, rss_idle) = server.rss_kib();
     let url = origin.url("/load.bin");
-    let data = register(&server, &url, "127.0.0.1-trigger", 19999).await;
-    let task_id = data["taskId"].as_str().unwrap().to_string();
-    let info = testkit::wait_success(&server, &task_id, Duration::from_secs(120)).await;
-    let pieces = info["pieceTotal"].as_u64().unwrap_or(0);
+    let (task_id, pieces) = cache_task(&server, &url).await;
 
     let cfg = GenConfig {
         control: server.control(),
@@ -58,7 +55,7 @@ async fn run() {
         url,
         task_id,
         duration: Some(Duration::from_secs(secs)),
-        rerun: true,
+        rerun: Rerun::SameHost,
         port_base: 20000,
         tag: "load".into(),
     };

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use benchkit::gen::{self, GenConfig};
+use benchkit::gen::{self, GenConfig, Rerun};
 use benchkit::report::{measured_line, note_start_load, write_section};
 use benchkit::stats::{median, Histogram, Latencies};
 use benchkit::*;
@@ -57,7 +57,7 @@ async fn run() {
             url: url.clone(),
             task_id: task_id.clone(),
             duration: None,
-            rerun: false,
+            rerun: Rerun::Off,
             port_base: 20000,
             tag: format!("pt{r}"),
         };

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ pub enum WriteError {
     Aborted,
     #[error("cache quota exceeded: the file needs more than the {0} bytes allowed")]
     Quota(u64),
+    #[error("disk full: no space left on the device of the cache directory {}", .0.display())]
+    DiskFull(PathBuf),
 }
 
 impl From<io::Error> for WriteError {
@@ -102,6 +105,18 @@ impl CdnFailure {
         }
     }
 
+    /// A write that ran out of space says so, naming the cache directory `dir`.
+    pub fn naming_disk(self, dir: &Path) -> CdnFailure {
+        match self {
+            CdnFailure::Write(WriteError::Disk(e))
+                if matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) =>
+            {
+                CdnFailure::Write(WriteError::DiskFull(dir.to_path_buf()))
+            }
+            other => other,
+        }
+    }
+
     pub fn source(&self) -> Option<&SourceFailure> {
         match self {
             CdnFailure::Source(f) => Some(f),
@@ -123,5 +138,9 @@ mod tests {
         let disk = CdnFailure::Write(io::Error::from(io::ErrorKind::StorageFull).into());
         assert_eq!(disk.status(), CdnStatus::Failed);
         assert!(disk.to_string().starts_with("cache not writable"), "{disk}");
+        let full = disk.naming_disk(Path::new("/srv/cache")).to_string();
+        assert!(full.starts_with("disk full") && full.contains("/srv/cache"), "{full}");
+        let other = CdnFailure::Write(io::Error::from(io::ErrorKind::PermissionDenied).into());
+        assert!(other.naming_disk(Path::new("/srv/cache")).to_string().starts_with("cache not writable"));
     }
 }

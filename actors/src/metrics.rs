@@ -45,6 +45,7 @@ pub struct Metrics {
     pub pieces_served: IntCounterVec,
     pub clients: IntGauge,
     pub held_polls: IntGauge,
+    pub upload_addresses: IntGauge,
     pub cluster_healthy: IntGauge,
     pub cluster_members: IntGauge,
     pub build_info: GaugeVec,
@@ -163,6 +164,10 @@ impl Metrics {
             )?,
             clients: IntGauge::with_opts(sn("clients", "dfget clients (downloads) known to the scheduler"))?,
             held_polls: IntGauge::with_opts(sn("held_polls", "/peer/task polls held until a piece can be handed out"))?,
+            upload_addresses: IntGauge::with_opts(sn(
+                "upload_addresses",
+                "uploader addresses with pieces handed out from them right now",
+            ))?,
             cluster_healthy: IntGauge::with_opts(sn(
                 "cluster_healthy",
                 "1 while the cluster store answers (or cluster mode is off), 0 while this node serves alone",
@@ -211,6 +216,7 @@ impl Metrics {
         r.register(Box::new(m.pieces_served.clone()))?;
         r.register(Box::new(m.clients.clone()))?;
         r.register(Box::new(m.held_polls.clone()))?;
+        r.register(Box::new(m.upload_addresses.clone()))?;
         r.register(Box::new(m.cluster_healthy.clone()))?;
         r.register(Box::new(m.cluster_members.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;

@@ -218,8 +218,10 @@ mod tests {
         assert_eq!(piece_size_for(201 * MIB as i64), 4 * MIB);
         assert_eq!(piece_size_for(300 * MIB as i64), 5 * MIB);
         assert_eq!(piece_size_for(1024 * MIB as i64), 12 * MIB);
+        assert_eq!(piece_size_for(1299 * MIB as i64), 14 * MIB);
         assert_eq!(piece_size_for(1300 * MIB as i64), 15 * MIB);
         assert_eq!(piece_size_for(5000 * MIB as i64), 15 * MIB);
+        assert_eq!(piece_size_for(20 * 1024 * MIB as i64), 15 * MIB, "a 20 GiB file");
     }
 
     #[test]

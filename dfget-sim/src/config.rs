@@ -6,7 +6,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::sink::SinkGroup;
 
 /// What one simulated dfget run does.
 #[derive(Clone, Debug)]
@@ -35,6 +38,12 @@ pub struct PeerConfig {
     pub callsystem: Option<String>,
     /// Fault: the uploader serves every piece with one flipped payload byte (same length).
     pub corrupt_uploads: bool,
+    /// Fault: the uploader sends every piece at this many bytes per second; 0: it accepts the
+    /// request and never answers.
+    pub upload_rate: Option<u64>,
+    /// Fault: every piece handed out is reported as fetched without being fetched, so the
+    /// uploader serves what the output does not hold.
+    pub claim_unfetched: bool,
     /// Most pieces fetched at once. dfget starts one download per handed-out piece (the server's
     /// `peerDownLimit` bounds them); the default 16 never binds with a compliant server.
     pub piece_concurrency: usize,
@@ -48,6 +57,10 @@ pub struct PeerConfig {
     pub piece_delay: Duration,
     /// Host name sent in the registration; `None` = this host's name.
     pub host_name: Option<String>,
+    /// `None`: the output keeps the whole file, as dfget's does. A group: the output is a
+    /// [`SinkGroup`] member's, hashed as it arrives and given back to the disk piece by piece
+    /// once every member holds it (for files larger than the disk).
+    pub sink: Option<Arc<SinkGroup>>,
 }
 
 impl PeerConfig {
@@ -75,12 +88,15 @@ impl PeerConfig {
             headers: Vec::new(),
             callsystem: None,
             corrupt_uploads: false,
+            upload_rate: None,
+            claim_unfetched: false,
             piece_concurrency: 16,
             download_timeout: None,
             piece_timeout: None,
             control_timeout: Duration::from_secs(5),
             piece_delay: Duration::ZERO,
             host_name: None,
+            sink: None,
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::config::PeerConfig;
 use crate::error::{io_err, SimError};
 use crate::piece::{fetch_piece, parse_continue, report_success, Event, Item, Session, Shared};
 use crate::register::{Registered, Registrant, Registrar, Registration};
+use crate::sink::Sink;
 use crate::stats::Stats;
 use crate::wire::{
     get_ci, get_int, get_str, go_json, md5_file, piece_count, reply_code, CODE_SUCCESS, PEER_CONTINUE, PEER_FINISH,
@@ -293,11 +294,14 @@ impl Run<'_> {
                 awc::Connector::new().timeout(Duration::from_millis(500)).conn_keep_alive(Duration::from_secs(1)),
             )
             .finish();
+        let file = Arc::new(file);
+        let sink = self.config.sink.clone().map(|group| Arc::new(Sink::join(group, file.clone())));
         let shared = Rc::new(Shared {
             session: std::cell::RefCell::new(session_of(first, self.config.control_timeout)),
             cid: self.who.cid.clone(),
             cdn_source: first.reg.cdn_source.clone(),
-            file: Arc::new(file),
+            file,
+            sink,
             pieces,
             stats: self.stats.clone(),
             tx,
@@ -305,6 +309,7 @@ impl Run<'_> {
             sem: Semaphore::new(self.config.piece_concurrency.max(1)),
             piece_timeout: self.config.piece_timeout,
             piece_delay: self.config.piece_delay,
+            claim_unfetched: self.config.claim_unfetched,
             file_length: first.reg.file_length,
             held: Default::default(),
         });
@@ -386,6 +391,9 @@ impl Run<'_> {
         let Ok(r) = self.registrar.register(self.config, self.who, self.stats).await else { return Ok(false) };
         let session = session_of(&r, self.config.control_timeout);
         if session.piece_size != lp.sh.session().piece_size {
+            if lp.sh.sink.is_some() {
+                return Err(SimError::Config("a sink output cannot start over with another piece size".into()));
+            }
             lp.piece_set.clear();
             lp.sh.held.borrow_mut().clear();
             lp.sh.file.set_len(0).map_err(|e| io_err("truncate the output for a new piece size", e))?;
@@ -423,15 +431,23 @@ impl Run<'_> {
                 }
             }
         }
-        let file = shared.file.clone();
-        let path = self.config.output.clone();
-        let real = tokio::task::spawn_blocking(move || {
-            file.sync_data().ok();
-            md5_file(&path)
-        })
-        .await
-        .map_err(|e| io_err("md5", e))?
-        .map_err(|e| io_err("md5", e))?;
+        let real = match &shared.sink {
+            Some(sink) => {
+                let pieces = piece_count(file_length, shared.session().piece_size).unwrap_or(0);
+                sink.md5(pieces).ok_or_else(|| SimError::Protocol("600 before the sink hashed every piece".into()))?
+            }
+            None => {
+                let file = shared.file.clone();
+                let path = self.config.output.clone();
+                tokio::task::spawn_blocking(move || {
+                    file.sync_data().ok();
+                    md5_file(&path)
+                })
+                .await
+                .map_err(|e| io_err("md5", e))?
+                .map_err(|e| io_err("md5", e))?
+            }
+        };
         if !expected.is_empty() && real != expected {
             return Err(SimError::Md5Mismatch { real, expected });
         }
@@ -460,6 +476,7 @@ impl Run<'_> {
         if let Ok(mut c) = self.stats.codes.lock() {
             *c.entry(code).or_default() += 1;
         }
+        self.stats.poll_answered(code);
         let data = get_ci(&v, "data").filter(|d| !d.is_null()).cloned();
         Ok(Reply { code, msg, data })
     }

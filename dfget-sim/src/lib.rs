@@ -3,7 +3,7 @@
 //! The supernode is meant to serve the stock dfget client unchanged, and its P2P behaviour only
 //! shows with several clients serving each other. This crate lets a test run many such clients
 //! in one process, each with its own uploader on a loopback port, make them misbehave (corrupt
-//! uploads, dying uploaders, slow peers) and read what they saw.
+//! uploads, dying or stalling uploaders, slow peers, peers claiming pieces they lack) and read what they saw.
 //!
 //! [`Peer`] (also exported as [`DfgetSim`]) does on the wire what one run of dfget 1.0.6 does:
 //!
@@ -29,8 +29,8 @@
 //! The code, by module: `peer` (the public [`Peer`]), `nodes` (the supernode list and its
 //! order), `register` (`/peer/registry` and which node it goes to), `control` (the `/peer/task`
 //! loop, migration and `/task/metrics`), `piece` (one piece: fetch, check, write, report),
-//! `uploader`, `client` (how control requests are sent), `config`, `stats`, `error`, and `wire`
-//! (protocol constants and Go's JSON and number formats).
+//! `uploader`, `sink` (the streaming output), `client` (how control requests are sent), `config`,
+//! `stats`, `error`, and `wire` (protocol constants and Go's JSON and number formats).
 
 mod client;
 mod config;
@@ -40,6 +40,7 @@ mod nodes;
 mod peer;
 mod piece;
 mod register;
+mod sink;
 mod stats;
 mod uploader;
 mod wire;
@@ -54,7 +55,8 @@ pub use control::FinishData;
 pub use error::SimError;
 pub use peer::{uploader_addr, DfgetSim, Peer, Report};
 pub use register::Registration;
-pub use stats::{FetchedPiece, StatsSnapshot};
+pub use sink::SinkGroup;
+pub use stats::{FetchedPiece, StatsSnapshot, Wait};
 pub use wire::{
     md5_file, md5_hex, piece_count, DEFAULT_MIN_RATE, DFGET_VERSION, PEER_DOWN_OK, PEER_PATH_PREFIX, PIECE_META,
     PIECE_TAIL, SUPER_CID_PREFIX,

@@ -182,6 +182,7 @@ impl Peer {
             task_file_name: self.task_file_name.clone(),
             data_file: self.config.output.clone(),
             corrupt: self.config.corrupt_uploads,
+            rate: self.config.upload_rate,
             stats: self.stats.clone(),
         };
         let uploader = Uploader::start(self.config.ip, self.config.port, state)?;

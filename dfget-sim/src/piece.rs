@@ -15,7 +15,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::client::{lossy, stale_connection, Control};
 use crate::config::is_loopback_host;
 use crate::error::SimError;
+use crate::sink::Sink;
 use crate::stats::{FetchedPiece, Stats};
 use crate::wire::{
     get_int, get_str, md5_hex, reply_code, DEFAULT_MIN_RATE, DFGET_VERSION, PIECE_META, PIECE_REPORT_OK, RESULT_FAIL,
@@ -138,6 +139,8 @@ pub(crate) struct Shared {
     /// From the first registration: dfget keeps it across migrations.
     pub(crate) cdn_source: String,
     pub(crate) file: Arc<File>,
+    /// The streaming output, when the run has one.
+    pub(crate) sink: Option<Arc<Sink>>,
     /// The client for piece downloads (separate from the control plane's).
     pub(crate) pieces: awc::Client,
     pub(crate) stats: Arc<Stats>,
@@ -147,6 +150,8 @@ pub(crate) struct Shared {
     pub(crate) sem: Semaphore,
     pub(crate) piece_timeout: Option<Duration>,
     pub(crate) piece_delay: Duration,
+    /// Report pieces as fetched without fetching them (fault injection).
+    pub(crate) claim_unfetched: bool,
     /// Source length from the first registration.
     pub(crate) file_length: i64,
     /// Piece numbers written so far.
@@ -258,10 +263,10 @@ async fn download_piece(sh: &Shared, session: &Session, it: &PieceTask) -> Resul
     }
     // md5 check and write off the runtime thread
     let expected = it.piece_md5.split(':').next().unwrap_or("").to_string();
-    let file = sh.file.clone();
+    let (file, sink) = (sh.file.clone(), sh.sink.clone());
     let (piece_num, piece_size) = (it.piece_num, it.piece_size);
     let checked = tokio::task::spawn_blocking(move || {
-        check_and_write(&body, &expected, &file, piece_num, piece_size, source_mode)
+        check_and_write(&body, &expected, (&file, sink.as_deref()), piece_num, piece_size, source_mode)
     })
     .await;
     let fatal = |e: String| {
@@ -287,11 +292,12 @@ async fn download_piece(sh: &Shared, session: &Session, it: &PieceTask) -> Resul
 }
 
 /// Checks the md5 of the received bytes (when one is `expected`) and writes the payload at its
-/// place in the output file: `Ok(Err(real md5))` on a mismatch, `Err` when writing failed.
+/// place in the output file (and its sink): `Ok(Err(real md5))` on a mismatch, `Err` when
+/// writing failed.
 fn check_and_write(
     body: &Bytes,
     expected: &str,
-    file: &File,
+    (file, sink): (&File, Option<&Sink>),
     piece_num: u64,
     piece_size: u64,
     source_mode: bool,
@@ -309,15 +315,20 @@ fn check_and_write(
     };
     let offset = offset.ok_or_else(|| std::io::Error::other("piece offset overflows"))?;
     file.write_all_at(payload, offset)?;
+    if let Some(sink) = sink {
+        sink.written(piece_num, offset, payload)?;
+    }
     Ok(Ok(()))
 }
 
 /// The task of one handed-out piece: download it, queue the outcome for the poll loop, report it.
 pub(crate) async fn fetch_piece(sh: Rc<Shared>, it: PieceTask) {
     let session = sh.session();
-    let outcome = {
+    let (outcome, took) = {
         let Ok(_permit) = sh.sem.acquire().await else { return };
-        download_piece(&sh, &session, &it).await
+        let started = Instant::now();
+        let outcome = if sh.claim_unfetched { Ok(true) } else { download_piece(&sh, &session, &it).await };
+        (outcome, started.elapsed())
     };
     match outcome {
         Ok(true) => {
@@ -329,6 +340,7 @@ pub(crate) async fn fetch_piece(sh: Rc<Shared>, it: PieceTask) {
                 cid: it.cid.clone(),
                 addr: format!("{}:{}", it.peer_ip, it.peer_port),
                 from_supernode,
+                secs: took.as_secs_f64(),
                 node: session.node.clone(),
             };
             Stats::push(&sh.stats.fetched, fetched);

@@ -8,8 +8,11 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::wire::PEER_WAIT;
 
 #[derive(Default)]
 pub(crate) struct Stats {
@@ -34,6 +37,16 @@ pub(crate) struct Stats {
     pub(crate) registrations: Mutex<Vec<String>>,
     pub(crate) registration_failures: Mutex<Vec<String>>,
     pub(crate) fetched: Mutex<Vec<FetchedPiece>>,
+    /// The 602 answers in a row so far: when the first came, and how many.
+    pub(crate) waiting: Mutex<Option<(Instant, u64)>>,
+    pub(crate) longest_wait: Mutex<Wait>,
+}
+
+/// A run of 602 answers in a row: from the first of them to the next answer that is not one.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Wait {
+    pub polls: u64,
+    pub secs: f64,
 }
 
 /// One piece this run fetched, and from where.
@@ -48,6 +61,8 @@ pub struct FetchedPiece {
     pub addr: String,
     /// Whether the source is a supernode (its cid starts with `cdnnode:`).
     pub from_supernode: bool,
+    /// From the request to the piece written, in seconds.
+    pub secs: f64,
     /// The supernode (`host:port`) this run was registered with when the piece was handed out.
     pub node: String,
 }
@@ -65,7 +80,7 @@ pub struct StatsSnapshot {
     pub md5_errors_reported: u64,
     /// `FILE_NOT_EXIST` reports sent.
     pub not_exist_reported: u64,
-    /// Pieces this peer's uploader served.
+    /// Pieces this peer's uploader served (or, when it never answers, was asked for).
     pub uploads_served: u64,
     /// Bytes this peer's uploader served.
     pub upload_bytes: u64,
@@ -96,6 +111,8 @@ pub struct StatsSnapshot {
     pub registration_failures: Vec<String>,
     /// Every piece fetched and written, in the order they completed.
     pub fetched: Vec<FetchedPiece>,
+    /// The longest run of 602 answers in a row (a run still going counts up to now).
+    pub longest_wait: Wait,
 }
 
 fn copy<T: Clone + Default>(m: &Mutex<T>) -> T {
@@ -126,6 +143,35 @@ impl Stats {
             registrations: copy(&self.registrations),
             registration_failures: copy(&self.registration_failures),
             fetched: copy(&self.fetched),
+            longest_wait: self.longest_wait(),
+        }
+    }
+
+    /// Follows runs of 602 answers: called with every `/peer/task` reply code.
+    pub(crate) fn poll_answered(&self, code: i64) {
+        let (Ok(mut waiting), Ok(mut longest)) = (self.waiting.lock(), self.longest_wait.lock()) else { return };
+        match (code == PEER_WAIT, waiting.as_mut()) {
+            (true, Some((_, polls))) => *polls += 1,
+            (true, None) => *waiting = Some((Instant::now(), 1)),
+            (false, Some((since, polls))) => {
+                let run = Wait { polls: *polls, secs: since.elapsed().as_secs_f64() };
+                if run.secs > longest.secs {
+                    *longest = run;
+                }
+                *waiting = None;
+            }
+            (false, None) => {}
+        }
+    }
+
+    fn longest_wait(&self) -> Wait {
+        let longest = self.longest_wait.lock().map(|l| *l).unwrap_or_default();
+        let current = self.waiting.lock().ok().and_then(|w| *w);
+        match current {
+            Some((since, polls)) if since.elapsed().as_secs_f64() > longest.secs => {
+                Wait { polls, secs: since.elapsed().as_secs_f64() }
+            }
+            _ => longest,
         }
     }
 

@@ -15,7 +15,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use actix_web::body::SizedStream;
 use actix_web::dev::ServerHandle;
+use actix_web::web::Bytes;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use rand::Rng;
 use tokio::task::JoinHandle;
@@ -30,6 +32,8 @@ pub(crate) struct UploaderState {
     pub(crate) data_file: PathBuf,
     /// Flip one payload byte of every piece served (fault injection).
     pub(crate) corrupt: bool,
+    /// Send pieces at this many bytes per second; 0: never answer (fault injection).
+    pub(crate) rate: Option<u64>,
     pub(crate) stats: Arc<Stats>,
 }
 
@@ -126,6 +130,10 @@ async fn upload(req: HttpRequest, name: web::Path<String>, st: web::Data<Uploade
     if name.as_str() != st.task_file_name {
         return text(StatusCode::INTERNAL_SERVER_ERROR, format!("failed to get taskPath: {name}\n"));
     }
+    if st.rate == Some(0) {
+        Stats::inc(&st.stats.uploads_served);
+        return std::future::pending().await;
+    }
     let need_pad = header_str(&req, "cdnSource") != "source";
     let pad: i64 = if need_pad { PIECE_META as i64 } else { 0 };
     let path = st.data_file.clone();
@@ -187,7 +195,26 @@ async fn upload(req: HttpRequest, name: web::Path<String>, st: web::Data<Uploade
     st.stats.upload_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     st.stats.last_upload_ms.store(now, Ordering::Relaxed);
-    HttpResponse::PartialContent().content_type("application/octet-stream").body(body)
+    let mut res = HttpResponse::PartialContent();
+    res.content_type("application/octet-stream");
+    match st.rate {
+        Some(rate) => res.body(SizedStream::new(body.len() as u64, trickle(body, rate as usize))),
+        None => res.body(body),
+    }
+}
+
+/// `body`, `rate` bytes a second.
+fn trickle(body: Vec<u8>, rate: usize) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold((body, 0), move |(body, at)| async move {
+        if at >= body.len() {
+            return None;
+        }
+        if at > 0 {
+            actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        }
+        let end = (at + rate).min(body.len());
+        Some((Ok(Bytes::copy_from_slice(&body[at..end])), (body, end)))
+    })
 }
 
 async fn server_ping() -> HttpResponse {

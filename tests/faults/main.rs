@@ -1,15 +1,21 @@
 //! Faults: the origin drops the connection mid-body, stalls, or never answers its head; the
-//! cache quota is smaller than a file; the cache directory cannot be made; the supernode is
-//! killed with SIGKILL mid-CDN and restarted on the same home. Each time the task fails with a
+//! cache quota is smaller than a file; the cache directory cannot be made; the disk fills up;
+//! the supernode is killed with SIGKILL mid-CDN or while preheats run, and restarted on the
+//! same home. Each time the task fails with a
 //! reason, its clients are told (`/peer/task` answers 604 for a FAILED task, with the reason
 //! in `msg`), nothing half-written is served, and the server keeps serving.
 //!
 //! * `origin`: the origin drops, stalls, or never answers its head;
 //! * `cache`: a quota smaller than the file, a cache directory that cannot be made;
+//! * `disk_full`: the home on a small filesystem that a download fills mid-run;
+//! * `crash`: SIGKILL while preheats run and clients download; the clients finish at another
+//!   supernode, the preheats end after the restart;
 //! * `restart`: SIGKILL mid-CDN; finished files are kept, interrupted ones resume with a
 //!   `Range` request while the source still has the same file, and are fetched again otherwise.
 
 mod cache;
+mod crash;
+mod disk_full;
 mod origin;
 mod restart;
 
@@ -87,4 +93,23 @@ async fn assert_served_identical(dl: SocketAddr, id: &str, source: &Content) {
 /// Files the CDN run left for `id`: neither the data file nor its temporary file.
 fn no_cache_files(home: &Path, id: &str) -> bool {
     !data_path(home, id).exists() && !tmp_path(home, id).exists()
+}
+
+/// `POST /preheats` of a file: the preheat's ID.
+async fn create_preheat(s: &impl Control, url: &str) -> String {
+    let (status, v) = testkit::post_json(s, "/preheats", &serde_json::json!({"type": "file", "url": url})).await;
+    assert_eq!(status, 200, "{v}");
+    v["ID"].as_str().expect("ID").to_string()
+}
+
+/// Polls `GET /preheats/{id}` until SUCCESS or FAILED.
+async fn wait_preheat(s: &impl Control, id: &str) -> serde_json::Value {
+    testkit::poll_until(Duration::from_secs(30), &format!("preheat {id} finishes"), || async {
+        let (_, v) = testkit::get_json(s, &format!("/preheats/{id}")).await;
+        match v["status"].as_str() {
+            Some("SUCCESS" | "FAILED") => Ok(v),
+            _ => Err(v.to_string()),
+        }
+    })
+    .await
 }

@@ -3,13 +3,16 @@
 //! port, so peers serve each other pieces as dfget's uploaders do.
 //!
 //! * `swarms`: 1, 3 and 16 peers on a 64 MiB file; CDN pieces stay servable while a run ends;
-//! * `bad_peers`: an uploader that dies midway, one that corrupts every piece;
+//! * `bad_peers`: an uploader that dies midway, one that corrupts every piece, uploaders that
+//!   stall, a peer claiming pieces it lacks;
 //! * `operator`: a paused task waits and resumes, a deleted task fails its client at once;
 //! * `failover`: a client of two supernodes moves to the other when its own fails it midway;
-//! * `source_pattern`: nothing cached; pieces from the origin by range and from peers.
+//! * `source_pattern`: nothing cached; pieces from the origin by range and from peers;
+//! * `large_file`: 4 peers fetch a 2 GiB file in 15 MiB pieces through the supernode binary.
 
 mod bad_peers;
 mod failover;
+mod large_file;
 mod operator;
 mod source_pattern;
 mod swarms;

@@ -64,7 +64,7 @@ async fn blocking<T: Send + 'static>(
 
 pub(super) async fn execute(job: RunJob) -> RunResult {
     let started = Instant::now();
-    let result = execute_inner(&job).await;
+    let result = execute_inner(&job).await.map_err(|f| f.naming_disk(job.store.root()));
     job.metrics.cdn_duration.observe(started.elapsed().as_secs_f64());
     match &result {
         Ok(out) => {

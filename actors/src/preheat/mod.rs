@@ -6,7 +6,8 @@
 //! bytes; a layer already cached or already being preheated counts toward the image. The
 //! image finishes when its last layer does: nothing polls. Records are persisted under the
 //! home dir and kept for `retention` after they finish (Harbor polls them for up to 30 min);
-//! a layer's record is kept as long as an image record that names it.
+//! a layer's record is kept as long as an image record that names it; records that could not be
+//! written (a full disk) are written again at the next collection.
 //!
 //! Harbor 2.12+ speaks the Dragonfly 2 manager's job API instead: a numbered job wraps one
 //! image preheat (`job_record`, `job_messages`), is persisted with the records and kept as
@@ -56,6 +57,8 @@ pub struct PreheatManager {
     book: JobBook,
     /// Named in the jobs' layer outcomes as the holder of the layers.
     seed: SeedHost,
+    /// The last write of the records failed (a full disk): written again at the next chance.
+    unsaved: bool,
 }
 
 impl PreheatManager {
@@ -73,7 +76,17 @@ impl PreheatManager {
             JobEnv { tasks, cdn, policy, registry_timeout: config.registry_timeout, platform: config.platform.clone() };
         let state = file.load(DateTime::<Utc>::from(clock.wall()));
         let (records, book) = (state.preheats, state.jobs);
-        PreheatManager { records, jobs: HashMap::new(), env, config, clock, file, book, seed: SeedHost::default() }
+        PreheatManager {
+            records,
+            jobs: HashMap::new(),
+            env,
+            config,
+            clock,
+            file,
+            book,
+            seed: SeedHost::default(),
+            unsaved: false,
+        }
     }
 
     /// Names `seed` as the holder of preheated layers in the jobs' outcomes.
@@ -86,8 +99,12 @@ impl PreheatManager {
         DateTime::<Utc>::from(self.clock.wall())
     }
 
-    fn persist(&self) {
-        self.file.save(&self.records, &self.book);
+    fn persist(&mut self) {
+        let saved = self.file.save(&self.records, &self.book);
+        if saved && self.unsaved {
+            tracing::info!("preheat state persisted again");
+        }
+        self.unsaved = !saved;
     }
 
     /// Creates or reruns a record and starts its work.
@@ -261,6 +278,8 @@ impl PreheatManager {
         let jobs = self.book.collect(now, retention);
         if records > 0 || jobs > 0 {
             tracing::info!(records, jobs, "expired preheat records and jobs collected");
+        }
+        if records > 0 || jobs > 0 || self.unsaved {
             self.persist();
         }
     }

@@ -152,14 +152,16 @@ impl RecordFile {
         }
     }
 
-    pub fn save(&self, records: &HashMap<PreheatId, Preheat>, book: &JobBook) {
+    /// Replaces the file with `records` and the jobs; false (logged) when it could not be written.
+    pub fn save(&self, records: &HashMap<PreheatId, Preheat>, book: &JobBook) -> bool {
         let mut preheats: Vec<Preheat> = records.values().cloned().collect();
         preheats.sort_by(|a, b| a.start_time.cmp(&b.start_time).then_with(|| a.id.cmp(&b.id)));
         let file = StateFile { preheats, jobs: book.all().cloned().collect(), next_job_id: book.next_id() };
         let result =
             serde_json::to_vec(&file).map_err(std::io::Error::other).and_then(|body| write_atomic(&self.path, &body));
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::error!(file = %self.path.display(), error = %e, "cannot persist preheat state");
         }
+        result.is_ok()
     }
 }

@@ -240,7 +240,7 @@ mod tests {
     fn states_before_pieces() {
         let mut t = task(2, 1);
         let c = t.clients.get_mut(&cid(1)).unwrap();
-        c.running.insert(0, Running { source: Source::Cdn, since: Instant::now() });
+        c.running.insert(0, Running { source: Source::Cdn, since: Instant::now(), upload: None });
         assert_eq!(decide_for(&t, 1, 1, &HashMap::new()), Decision::Limited);
         assert_eq!(decide_for(&task(0, 1), 1, 4, &HashMap::new()), Decision::NoPieceYet);
         t.paused = true;

@@ -94,7 +94,18 @@ impl PieceScheduler {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::events::{CdnHost, CdnPieces, TaskStatusChanged};
+    use crate::metrics::Metrics;
+    use crate::piece::{PieceDigest, PieceRange};
+    use crate::scheduler::{
+        ClientStatus, Offer, PieceResult, PieceSuccess, Poll, PollReply, RegisterClient, SchedulerConfig, SourceRef,
+    };
+    use crate::status::CdnStatus;
 
     const SWEEP: Sweep = Sweep {
         client_idle: Duration::from_secs(600),
@@ -115,5 +126,84 @@ mod tests {
         let down = Uploader::Down { since: at(100) };
         assert!(!gone(at(279), at(279), ClientRole::Peer, down, &SWEEP), "heard from, down 179 s");
         assert!(gone(at(280), at(280), ClientRole::Peer, down, &SWEEP), "down 180 s");
+    }
+
+    const PIECE: u64 = 4 << 20;
+
+    fn register(task_id: &TaskId, cid: &str, host: u8) -> RegisterClient {
+        let ip = Ipv4Addr::new(10, 0, 0, host);
+        RegisterClient {
+            task_id: task_id.clone(),
+            cid: ClientId::new(cid),
+            peer_id: PeerId::for_host("h", &ip.to_string()),
+            ip,
+            port: 20000,
+            path: format!("/peer/{cid}"),
+            super_node_ip: String::new(),
+            offer: Offer::Pieces,
+            call_system: String::new(),
+        }
+    }
+
+    /// Hosts that vanish for good leave nothing behind in the uploads bookkeeping: a piece
+    /// handed out from a peer that GC then removes is released against that peer's address
+    /// when its downloader reports it, and an address with nothing running is forgotten.
+    #[actix::test]
+    async fn an_upload_from_a_collected_peer_is_given_back_and_its_address_forgotten() {
+        let clock = ManualClock::new();
+        let metrics = Arc::new(Metrics::new());
+        let super_peer = PeerId::for_supernode("sn", "127.0.0.1");
+        let s = PieceScheduler::new(
+            SchedulerConfig::default(),
+            super_peer,
+            Ipv4Addr::LOCALHOST,
+            8001,
+            metrics.clone(),
+            clock.clone(),
+        )
+        .start();
+        let task_id = TaskId::compute("http://origin/f", "", "", None);
+        let status = TaskStatusChanged {
+            task_id: task_id.clone(),
+            run_id: 1,
+            task_url: "http://origin/f".into(),
+            status: CdnStatus::Success,
+            http_len: Some(PIECE - 1000),
+            piece_size: PIECE,
+            piece_total: 1,
+            file_length: PIECE,
+            real_md5: String::new(),
+            failure: None,
+            paused: false,
+            cdn_host: CdnHost::Local,
+        };
+        s.send(status).await.unwrap();
+        let digests = vec![PieceDigest::new([9; 16], PIECE)];
+        s.send(CdnPieces { task_id: task_id.clone(), run_id: 1, piece_size: PIECE, first: 0, digests }).await.unwrap();
+        let slot = PieceRange { start: 0, end: PIECE - 1 };
+        let (a, b) = (ClientId::new("a"), ClientId::new("b"));
+        s.send(register(&task_id, "a", 1)).await.unwrap().unwrap();
+        let cdn = ClientId::for_supernode("127.0.0.1", &task_id);
+        let success = PieceSuccess { task_id: task_id.clone(), cid: a.clone(), dst_cid: cdn, range: slot };
+        s.send(success).await.unwrap().unwrap();
+        s.send(register(&task_id, "b", 2)).await.unwrap().unwrap();
+        let poll = |status, report| Poll { task_id: task_id.clone(), cid: b.clone(), status, report, max: Some(1) };
+        let PollReply::Continue(given) = s.send(poll(ClientStatus::Started, None)).await.unwrap() else {
+            panic!("b gets the piece")
+        };
+        assert_eq!(given.iter().map(|g| &g.cid).collect::<Vec<_>>(), [&a], "from a, not the CDN");
+        assert_eq!(metrics.upload_addresses.get(), 1);
+
+        // a's host vanishes: b is still heard from, a is not, and GC removes a
+        clock.advance(Duration::from_secs(60));
+        s.send(poll(ClientStatus::Started, None)).await.unwrap();
+        let sweep = Sweep { client_idle: Duration::from_secs(60), ..SWEEP };
+        let swept = s.send(sweep).await.unwrap();
+        assert_eq!(swept.removed_clients, [(task_id.clone(), a.clone())]);
+
+        // b's fetch from a fails: the upload it held on a's address is given back
+        let failed = Some((slot, SourceRef::Client(a.clone()), PieceResult::Failed));
+        s.send(poll(ClientStatus::Running, failed)).await.unwrap();
+        assert_eq!(metrics.upload_addresses.get(), 0, "a's address is not kept");
     }
 }

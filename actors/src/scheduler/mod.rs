@@ -47,6 +47,7 @@ pub use reports::{
 pub use seeds::{Heartbeat, HeartbeatInfo, NetworkInfo, SeedNode};
 pub use state::ClientRole;
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -131,9 +132,16 @@ impl PieceScheduler {
         let running = task.clients.get_mut(cid)?.running.remove(&n)?;
         match &running.source {
             Source::Cdn => task.cdn_load = task.cdn_load.saturating_sub(1),
-            Source::Peer(src) => {
-                if let Some(load) = task.clients.get(src).and_then(|s| self.uploads.get_mut(&s.addr())) {
-                    *load = load.saturating_sub(1);
+            Source::Peer(_) => {
+                // An address with nothing running is forgotten: hosts come and go for good.
+                if let Some(addr) = running.upload {
+                    if let Entry::Occupied(mut load) = self.uploads.entry(addr) {
+                        *load.get_mut() = load.get().saturating_sub(1);
+                        if *load.get() == 0 {
+                            load.remove();
+                        }
+                    }
+                    self.metrics.upload_addresses.set(self.uploads.len() as i64);
                 }
             }
         }

@@ -206,6 +206,7 @@ impl PieceScheduler {
         for (n, source) in picks {
             let slot = PieceRange { start: n * task.piece_size, end: n * task.piece_size + task.piece_size - 1 };
             let digest = task.cdn_pieces.get(n as usize).copied().flatten();
+            let mut upload = None;
             let a = match &source {
                 Source::Cdn => {
                     task.cdn_load += 1;
@@ -233,7 +234,9 @@ impl PieceScheduler {
                 Source::Peer(src) => {
                     self.metrics.pieces_served.with_label_values(&["peer"]).inc();
                     let Some(s) = task.clients.get(src) else { continue };
+                    upload = Some(s.addr());
                     *self.uploads.entry(s.addr()).or_default() += 1;
+                    self.metrics.upload_addresses.set(self.uploads.len() as i64);
                     Assignment {
                         range: slot,
                         piece_num: n,
@@ -249,7 +252,7 @@ impl PieceScheduler {
             };
             out.push(a);
             if let Some(c) = task.clients.get_mut(cid) {
-                c.running.insert(n, Running { source, since: now });
+                c.running.insert(n, Running { source, since: now, upload });
             }
         }
         PollReply::Continue(out)

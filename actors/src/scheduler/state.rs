@@ -28,6 +28,9 @@ pub(super) enum Source {
 pub(super) struct Running {
     pub source: Source,
     pub since: Instant,
+    /// The uploader the piece counts against: kept here because the source may be gone from
+    /// the task (collected, or another run on the same address) by the time it is released.
+    pub upload: Option<UploaderAddr>,
 }
 
 /// Where one dfget run is, for the `dfgettasks` gauge (Go's dfget task statuses).

@@ -7,8 +7,11 @@
 //!   `GET /peer/piece/suc` and `GET /peer/task?…&status=701&result=503&range=<r>&dstCid=<src>`;
 //! * 602/603: the same poll again when the client's turn comes round again (1,000 clients in a
 //!   round-robin queue, so a waiting client naturally backs off);
-//! * 600: the run is over; with `rerun` the client registers again as a new dfget run (new cid,
-//!   same host and uploader port), so load continues for as long as asked.
+//! * 600: the run is over; with [`Rerun::SameHost`] the client registers again as a new dfget
+//!   run (new cid, same host and uploader port), so load continues for as long as asked; with
+//!   [`Rerun::NewHost`] the new run is on a new host and the old host is gone without a
+//!   `/peer/service/down`, as a machine that was switched off: a piece handed out from one of
+//!   its runs fails (`701/500`, as dfget reports a refused connection) and only GC removes it.
 //!
 //! Every answer is checked: HTTP 200 and the ResultInfo codes dfget expects (600–603 for polls,
 //! 611 for success reports, 200 for registrations); anything else counts as an error.
@@ -35,8 +38,8 @@ pub struct GenConfig {
     pub task_id: String,
     /// Stop after this long (`None`: when every client has finished one run).
     pub duration: Option<Duration>,
-    /// On 600, register again as a new run and keep going.
-    pub rerun: bool,
+    /// What a client does on 600.
+    pub rerun: Rerun,
     pub port_base: u16,
     /// Distinguishes cids between phases of one bench.
     pub tag: String,
@@ -54,11 +57,29 @@ impl GenConfig {
             url: url.to_string(),
             task_id: task_id.to_string(),
             duration: None,
-            rerun: false,
+            rerun: Rerun::Off,
             port_base: 20000,
             tag: tag.to_string(),
         }
     }
+}
+
+/// What a client does when its run is over (600).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rerun {
+    /// Stops.
+    Off,
+    /// Registers again as a new run on the same host.
+    SameHost,
+    /// Registers again as a new run on a new host; the old host vanishes.
+    NewHost,
+}
+
+/// Requests and errors of one minute of a run.
+#[derive(Default, Clone)]
+pub struct Window {
+    pub lat: Latencies,
+    pub errors: u64,
 }
 
 #[derive(Default)]
@@ -76,6 +97,10 @@ pub struct GenResult {
     pub per_second: Vec<u64>,
     /// Poll latencies per 10-second window.
     pub task_windows: Vec<Latencies>,
+    /// Every request's latency and the errors, per minute.
+    pub minutes: Vec<Window>,
+    /// Pieces handed out from a vanished host's run and reported failed (not errors).
+    pub vanished_sources: u64,
 }
 
 impl GenResult {
@@ -106,8 +131,21 @@ impl GenResult {
 #[derive(Clone, Debug)]
 enum Req {
     Register,
-    Poll { status: u16, result: u16, range: String, dst: String },
-    Suc { range: String, dst: String },
+    Poll {
+        status: u16,
+        result: u16,
+        range: String,
+        dst: String,
+    },
+    Suc {
+        range: String,
+        dst: String,
+    },
+    /// `701/500`: the piece's source could not be reached.
+    Failed {
+        range: String,
+        dst: String,
+    },
 }
 
 impl Req {
@@ -140,10 +178,25 @@ fn cid(cfg: &GenConfig, slot: usize, run: u64) -> String {
     format!("127.0.0.1-{}-{slot}-{run}", cfg.tag)
 }
 
+/// The (slot, run) of a cid made by [`cid`].
+fn slot_run(cid: &str) -> Option<(usize, u64)> {
+    let mut parts = cid.rsplit('-');
+    let run = parts.next()?.parse().ok()?;
+    Some((parts.next()?.parse().ok()?, run))
+}
+
 /// dfget's registration body for one simulated client: its own host and uploader port.
-fn registry_body(cfg: &GenConfig, slot: usize, cid: &str) -> String {
+fn registry_body(cfg: &GenConfig, slot: usize, run: u64, cid: &str) -> String {
     let mut body = testkit::dfget_body(&cfg.url, cid);
-    body["hostName"] = format!("bench-host-{slot}").into();
+    match cfg.rerun {
+        Rerun::NewHost => {
+            // a host of its own, address too: 127.x.y.z, all loopback
+            let n = (run as usize * cfg.clients + slot + 1) as u32;
+            body["hostName"] = format!("bench-host-{slot}-{run}").into();
+            body["ip"] = std::net::Ipv4Addr::from(0x7f00_0000 | (n & 0x00ff_ffff)).to_string().into();
+        }
+        Rerun::Off | Rerun::SameHost => body["hostName"] = format!("bench-host-{slot}").into(),
+    }
     body["port"] = (cfg.port_base as usize + slot).into();
     body["path"] = format!("/peer/file/bench-{cid}").into();
     body.to_string()
@@ -169,12 +222,19 @@ struct Shared {
     result: RefCell<GenResult>,
     started: Instant,
     deadline: Option<Instant>,
+    /// The run each slot is on ([`Rerun::NewHost`]: the hosts of earlier runs are gone).
+    runs: RefCell<Vec<u64>>,
 }
 
 impl Shared {
     fn error(&self, what: String) {
+        let minute = self.started.elapsed().as_secs() as usize / 60;
         let mut r = self.result.borrow_mut();
         r.errors += 1;
+        if r.minutes.len() <= minute {
+            r.minutes.resize(minute + 1, Window::default());
+        }
+        r.minutes[minute].errors += 1;
         if r.error_samples.len() < 20 {
             r.error_samples.push(what);
         }
@@ -190,6 +250,10 @@ impl Shared {
             r.per_second.resize(sec + 1, 0);
         }
         r.per_second[sec] += 1;
+        if r.minutes.len() <= sec / 60 {
+            r.minutes.resize(sec / 60 + 1, Window::default());
+        }
+        r.minutes[sec / 60].lat.record(d);
         if kind == "task" {
             let w = sec / 10;
             if r.task_windows.len() <= w {
@@ -200,6 +264,11 @@ impl Shared {
     }
     fn over(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+    /// Whether `cid` is a run of a host that is gone.
+    fn vanished(&self, cid: &str) -> bool {
+        self.cfg.rerun == Rerun::NewHost
+            && slot_run(cid).is_some_and(|(slot, run)| self.runs.borrow().get(slot).is_some_and(|now| run < *now))
     }
 }
 
@@ -244,7 +313,7 @@ async fn worker(sh: Rc<Shared>) {
         let mut finished = false;
         match &req {
             Req::Register => {
-                let body = registry_body(&sh.cfg, c.slot, &c.cid);
+                let body = registry_body(&sh.cfg, c.slot, c.run, &c.cid);
                 let (out, d) = send(sh.http.post(format!("{base}/peer/registry")), Some(body)).await;
                 sh.record("registry", d);
                 match out {
@@ -281,6 +350,12 @@ async fn worker(sh: Rc<Shared>) {
                     Err(e) => sh.error(format!("suc: {e}")),
                 }
             }
+            Req::Failed { range, dst } => {
+                sh.result.borrow_mut().vanished_sources += 1;
+                c.seen.remove(range);
+                let failed = Req::Poll { status: 701, result: 500, range: range.clone(), dst: dst.clone() };
+                c.queue.push_front(failed);
+            }
             Req::Poll { status, result, range, dst } => {
                 c.last_poll = req.clone();
                 let url = format!(
@@ -297,6 +372,10 @@ async fn worker(sh: Rc<Shared>) {
                                 let r = item.get("range").and_then(Value::as_str).unwrap_or("").to_string();
                                 let src = item.get("cid").and_then(Value::as_str).unwrap_or("").to_string();
                                 if r.is_empty() || !c.seen.insert(r.clone()) {
+                                    continue;
+                                }
+                                if sh.vanished(&src) {
+                                    c.queue.push_back(Req::Failed { range: r, dst: src });
                                     continue;
                                 }
                                 c.queue.push_back(Req::Suc { range: r.clone(), dst: src.clone() });
@@ -320,11 +399,14 @@ async fn worker(sh: Rc<Shared>) {
         }
         if finished {
             sh.result.borrow_mut().runs_finished += 1;
-            if sh.cfg.rerun {
+            if sh.cfg.rerun == Rerun::Off {
+                sh.active.set(sh.active.get() - 1);
+            } else {
+                if let Some(run) = sh.runs.borrow_mut().get_mut(c.slot) {
+                    *run = c.run + 1;
+                }
                 let next = Client::new(&sh.cfg, c.slot, c.run + 1, true);
                 sh.ready.borrow_mut().push_back(next);
-            } else {
-                sh.active.set(sh.active.get() - 1);
             }
         } else {
             sh.ready.borrow_mut().push_back(c);
@@ -344,7 +426,7 @@ pub async fn register_all(cfg: &GenConfig, http: &awc::Client) -> u64 {
                 return;
             }
             next.set(slot + 1);
-            let body = registry_body(cfg, slot, &cid(cfg, slot, 0));
+            let body = registry_body(cfg, slot, 0, &cid(cfg, slot, 0));
             let (out, _) = send(http.post(format!("{base}/peer/registry")), Some(body)).await;
             let ok = matches!(&out, Ok((200, b)) if code_of(b).map(|c| c.0) == Some(200));
             if !ok {
@@ -370,6 +452,7 @@ pub async fn run_scheduler(cfg: &GenConfig) -> GenResult {
         result: RefCell::new(GenResult::default()),
         started,
         deadline: cfg.duration.map(|d| started + d),
+        runs: RefCell::new(vec![0; cfg.clients]),
     });
     futures_util::future::join_all((0..cfg.conns).map(|_| worker(sh.clone()))).await;
     let mut r = std::mem::take(&mut *sh.result.borrow_mut());

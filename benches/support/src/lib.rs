@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use testkit::origin::Origin;
+pub use testkit::proc_rss;
 use testkit::{ChildServer, Control};
 
 pub const MIB: u64 = 1024 * 1024;
@@ -50,7 +51,7 @@ pub fn spawn_origin(files: &[(&str, u64, u64)]) -> Origin {
 /// are the figures some benches report.
 pub struct BinaryServer {
     server: ChildServer,
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
 }
 
 impl BinaryServer {
@@ -58,7 +59,21 @@ impl BinaryServer {
     /// build under `cargo bench`) on ephemeral loopback ports.
     pub fn start(exe: &str) -> BinaryServer {
         let home = tempfile::tempdir().expect("temp home");
-        BinaryServer { server: ChildServer::start(exe, home.path()), _home: home }
+        BinaryServer { server: ChildServer::start(exe, home.path()), home }
+    }
+
+    /// [`BinaryServer::start`] with `config` (TOML) as its configuration file.
+    pub fn start_with_config(exe: &str, config: &str) -> BinaryServer {
+        let home = tempfile::tempdir().expect("temp home");
+        BinaryServer { server: ChildServer::start_with_config(exe, home.path(), config), home }
+    }
+
+    pub fn child(&self) -> &ChildServer {
+        &self.server
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
     }
 
     /// The control API's address.
@@ -87,19 +102,6 @@ impl Control for BinaryServer {
     }
 }
 
-/// (VmHWM, VmRSS) in KiB of process `pid`, from /proc/<pid>/status.
-pub fn proc_rss(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
 /// User + system CPU seconds of process `pid` so far, from /proc/<pid>/stat.
 pub fn proc_cpu_secs(pid: u32) -> f64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -117,6 +119,15 @@ pub async fn register(s: &impl Control, url: &str, cid: &str, port: u16) -> serd
     let mut body = testkit::dfget_body(url, cid);
     body["port"] = port.into();
     testkit::register(s, &body).await
+}
+
+/// Caches `url` on the server (one registration, then the CDN run to its end): the task's id
+/// and piece count, for the load generator to drive clients on.
+pub async fn cache_task(s: &impl Control, url: &str) -> (String, u64) {
+    let data = register(s, url, "127.0.0.1-trigger", 19999).await;
+    let task_id = data["taskId"].as_str().expect("a task id").to_string();
+    let info = testkit::wait_success(s, &task_id, Duration::from_secs(120)).await;
+    (task_id, info["pieceTotal"].as_u64().unwrap_or(0))
 }
 
 /// `DELETE /api/v1/tasks/{id}?full=true` (the cached file goes too).
@@ -174,6 +185,29 @@ pub async fn awc_to_file_md5(client: &awc::Client, url: &str, path: &Path, piece
     file.flush().expect("flush");
     let _ = (pieces, piece.finalize());
     (n, testkit::origin::hex(&whole.finalize()))
+}
+
+/// Downloads `url` with awc and hashes the body as it streams (nothing is stored): the byte
+/// count and the md5.
+pub async fn awc_md5(client: &awc::Client, url: &str) -> (u64, String) {
+    use futures_util::StreamExt;
+    use md5::{Digest, Md5};
+    let mut res = client.get(url).send().await.expect("GET");
+    assert_eq!(res.status().as_u16(), 200, "GET {url}");
+    let (mut md5, mut n) = (Md5::new(), 0u64);
+    while let Some(chunk) = res.next().await {
+        let chunk = chunk.expect("body chunk");
+        n += chunk.len() as u64;
+        md5.update(&chunk);
+    }
+    (n, testkit::origin::hex(&md5.finalize()))
+}
+
+/// Free bytes on the filesystem of `dir` (from `df`; 0 when it cannot be read).
+pub fn free_bytes(dir: &Path) -> u64 {
+    let out = std::process::Command::new("df").args(["--output=avail", "-B1"]).arg(dir).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    text.lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap_or(0)
 }
 
 /// An awc client for bulk transfers (long timeout).

@@ -40,22 +40,40 @@ pub fn absent_default_config() -> std::path::PathBuf {
 pub struct ChildServer {
     process: LoggedChild,
     listening: Option<(SocketAddr, SocketAddr)>,
+    /// Holds the configuration file given at start, if any.
+    _config: Option<tempfile::TempDir>,
 }
 
 impl ChildServer {
     /// Runs the binary at `exe` on ephemeral loopback ports with `home`; returns once it
     /// listens (blocking the calling thread meanwhile, well under a second).
     pub fn start(exe: &str, home: &Path) -> ChildServer {
-        let mut cmd = supernode_command(exe);
-        cmd.args(["--port", "0", "--download-port", "0"]).arg("--home-dir").arg(home);
-        let mut server = ChildServer::spawn(cmd);
+        let mut server = ChildServer::spawn(Self::command(exe, home));
         server.wait_listening();
         server
     }
 
+    /// [`ChildServer::start`] with `config` (TOML) as its `--config` file.
+    pub fn start_with_config(exe: &str, home: &Path, config: &str) -> ChildServer {
+        let dir = tempfile::tempdir().expect("config dir");
+        let file = dir.path().join("supernode.toml");
+        std::fs::write(&file, config).expect("config file");
+        let mut cmd = Self::command(exe, home);
+        cmd.arg("--config").arg(&file);
+        let mut server = ChildServer { _config: Some(dir), ..ChildServer::spawn(cmd) };
+        server.wait_listening();
+        server
+    }
+
+    fn command(exe: &str, home: &Path) -> Command {
+        let mut cmd = supernode_command(exe);
+        cmd.args(["--port", "0", "--download-port", "0"]).arg("--home-dir").arg(home);
+        cmd
+    }
+
     /// Starts `cmd` (e.g. from [`supernode_command`]) without waiting for anything.
     pub fn spawn(cmd: Command) -> ChildServer {
-        ChildServer { process: LoggedChild::spawn(cmd), listening: None }
+        ChildServer { process: LoggedChild::spawn(cmd), listening: None, _config: None }
     }
 
     /// Waits (blocking) until the server logs that it listens; returns the control and the

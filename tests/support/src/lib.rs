@@ -9,8 +9,10 @@
 //!   [`wait_success`], [`metrics`], …) and waiting on conditions instead of sleeping
 //!   ([`eventually`]);
 //! * sources: the in-process [`origin`] and a real Docker [`registry`];
-//! * simulated dfget peers ([`swarm`]) and the IDs the protocol derives ([`protocol`]);
-//! * cluster mode: a real [`redis`] and several supernode processes on it ([`cluster`]).
+//! * simulated dfget peers ([`swarm`]), a file larger than the disk through them
+//!   ([`large_file`]), and the IDs the protocol derives ([`protocol`]);
+//! * cluster mode: a real [`redis`] and several supernode processes on it ([`cluster`]);
+//! * a small filesystem of a test's own that really fills up ([`tmpfs`]).
 //!
 //! The server's Rust API (and its manual clock) is used in `server.rs` only, the rest of the
 //! actors crate in [`protocol`] only: when either changes, the fixtures follow it in one place
@@ -26,11 +28,13 @@ mod process;
 mod server;
 mod wait;
 
+pub mod large_file;
 pub mod origin;
 pub mod protocol;
 pub mod redis;
 pub mod registry;
 pub mod swarm;
+pub mod tmpfs;
 
 pub use child::{absent_default_config, supernode_command, ChildServer};
 pub use dfget::{
@@ -40,6 +44,7 @@ pub use dfget::{
 pub use http::{call, client, delete, get, get_json, json, post_json, Control};
 pub use loopback::ClosedPort;
 pub use metrics::{metrics, Metrics, Sample};
+pub use process::proc_rss;
 pub use server::{
     config_with, control_routes, settings_from_args, start, start_from_args_on_manual_clock, start_on_manual_clock,
     start_with, Config, GcReport, ManualClock, RunGc, TestServer,
