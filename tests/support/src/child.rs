@@ -19,13 +19,18 @@ const STARTUP: Duration = Duration::from_secs(20);
 /// test's `SUPERNODE_*` variables and loopback-only addresses; ports and home are the caller's.
 pub fn supernode_command(exe: &str) -> Command {
     let mut cmd = Command::new(exe);
+    without_supernode_env(&mut cmd);
+    cmd.args(["--advertise-ip", "127.0.0.1", "--listen-host", "127.0.0.1"]);
+    cmd
+}
+
+/// Removes the test's `SUPERNODE_*` variables from what `cmd` will see.
+pub(crate) fn without_supernode_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("SUPERNODE_") {
             cmd.env_remove(key);
         }
     }
-    cmd.args(["--advertise-ip", "127.0.0.1", "--listen-host", "127.0.0.1"]);
-    cmd
 }
 
 /// A supernode child process with its output in a log; killed when dropped.

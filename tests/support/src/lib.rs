@@ -10,7 +10,9 @@
 //!   ([`eventually`]);
 //! * sources: the in-process [`origin`] and a real Docker [`registry`];
 //! * simulated dfget peers ([`swarm`]) and the IDs the protocol derives ([`protocol`]);
-//! * cluster mode: a real [`redis`] and several supernode processes on it ([`cluster`]).
+//! * cluster mode: a real [`redis`] and several supernode processes on it ([`cluster`]);
+//! * a [`testbed`] of hosts in network namespaces with shaped links, for P2P where the network
+//!   is the limit.
 //!
 //! The server's Rust API (and its manual clock) is used in `server.rs` only, the rest of the
 //! actors crate in [`protocol`] only: when either changes, the fixtures follow it in one place
@@ -31,6 +33,7 @@ pub mod protocol;
 pub mod redis;
 pub mod registry;
 pub mod swarm;
+pub mod testbed;
 
 pub use child::{supernode_command, ChildServer};
 pub use dfget::{
