@@ -24,7 +24,7 @@ use benchkit::report::{measured_line, note_start_load, write_section};
 use benchkit::stats::median;
 use benchkit::MIB;
 use testkit::testbed::{
-    run_host_role_if_asked, DirectRun, HostRole, Link, Rate, SwarmRun, Testbed, TestbedSpec, CPU_BOUND_SHARE,
+    run_host_role_if_asked, CpuUse, DirectRun, HostRole, Link, Rate, SwarmRun, Testbed, TestbedSpec, CPU_BOUND_SHARE,
 };
 
 /// One file size at one origin rate, for several host counts.
@@ -134,11 +134,11 @@ fn main() {
             print_swarm_detail(case, n, &swarm);
             let direct = testbed.run_direct(&path, n);
             println!(
-                "  direct: {:.2} s, slowest host {:.2} s, origin {} B, CPU busy {:.0} %",
+                "  direct: {:.2} s, slowest host {:.2} s, origin {} B, CPU {}",
                 direct.wall.as_secs_f64(),
                 direct.slowest().1.as_secs_f64(),
                 direct.origin_bytes,
-                100.0 * direct.cpu_busy
+                cpu(&direct.cpu)
             );
             rows.push(Row { case: case.clone(), hosts: n, swarm, direct });
         }
@@ -152,7 +152,7 @@ fn main() {
 fn print_swarm_detail(case: &Case, n: usize, run: &SwarmRun) {
     println!(
         "{} MiB at {} × {n} hosts: swarm {:.2} s (bound {:.2} s), origin {} B, supernode sent {} B of pieces \
-         ({} B on its link), peers {} B, {} of {} polls 602, CPU busy {:.0} %, supernode CPU {:.2} s",
+         ({} B on its link), peers {} B, {} of {} polls 602, CPU {}, supernode CPU {:.2} s",
         case.file_mib,
         case.origin_up,
         run.wall.as_secs_f64(),
@@ -163,7 +163,7 @@ fn print_swarm_detail(case: &Case, n: usize, run: &SwarmRun) {
         run.peer_upload_bytes(),
         run.waits(),
         run.polls(),
-        100.0 * run.cpu_busy,
+        cpu(&run.cpu),
         run.supernode_cpu_secs
     );
     let start = run.peers.iter().map(|p| p.report.started_at_ms).min().unwrap_or(0);
@@ -192,17 +192,14 @@ fn print_swarm_detail(case: &Case, n: usize, run: &SwarmRun) {
     println!("  first copy of each piece written at (s): {}", line.join(" "));
 }
 
-fn cores() -> f64 {
-    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
-}
-
 fn times(x: f64) -> String {
     format!("{x:.2}×")
 }
 
-fn cpu(busy: f64) -> String {
-    let mark = if busy > CPU_BOUND_SHARE { " **CPU-bound**" } else { "" };
-    format!("{:.0} %{mark}", 100.0 * busy)
+/// The run's own share, marked when CPU-bound, and the machine's in brackets.
+fn cpu(used: &CpuUse) -> String {
+    let mark = if used.cpu_bound() { " **CPU-bound**" } else { "" };
+    format!("{:.0} %{mark} ({:.0} %)", 100.0 * used.own_share(), 100.0 * used.machine_busy)
 }
 
 fn section(rows: &[Row], skipped: &[String], spec: &TestbedSpec, config: Option<&str>) -> String {
@@ -231,8 +228,10 @@ fn section(rows: &[Row], skipped: &[String], spec: &TestbedSpec, config: Option<
          Times run from the start of the first host's process to the last host's last byte. Bytes are ×  the file \
          size: origin body bytes; piece bytes the peers fetched from the supernode; bytes the peers' uploaders \
          served. **602**: share of `/peer/task` polls answered 602 (wait: dfget sleeps a random, doubling \
-         back-off). **CPU**: busy share of the machine's 2 cores over the swarm run (from `/proc/stat`; the machine \
-         is shared, see the load average above), marked CPU-bound above {:.0} %.\n\n",
+         back-off). **CPU**: the run's own share of the 2 cores (its processes: the harness with the origin, the \
+         peers or curls, the supernode; plus interrupt and softirq time, where the links' packet work is done), \
+         marked CPU-bound above {:.0} %; in brackets the machine's busy share from `/proc/stat`, which also counts \
+         whatever else ran on this shared machine (see the load average above).\n\n",
         spec.supernode.up,
         spec.peer.up,
         100.0 * CPU_BOUND_SHARE
@@ -264,8 +263,8 @@ fn section(rows: &[Row], skipped: &[String], spec: &TestbedSpec, config: Option<
             times(s.peer_upload_bytes() as f64 / file),
             100.0 * s.pieces_from_peers() as f64 / pieces.max(1) as f64,
             100.0 * s.wait_share(),
-            cpu(s.cpu_busy),
-            cpu(d.cpu_busy)
+            cpu(&s.cpu),
+            cpu(&d.cpu)
         );
     }
     md.push('\n');
@@ -275,8 +274,8 @@ fn section(rows: &[Row], skipped: &[String], spec: &TestbedSpec, config: Option<
         let _ = writeln!(
             md,
             "- {} MiB × {}: per-host download time min {:.2} / median {:.2} / max {:.2} s; {} polls, {} answered 602; \
-             supernode link {:.2}× the file (pieces, replies and headers); CPU of the run's own processes {:.1} s \
-             (peers {:.1}, supernode {:.1}, origin {:.1}: {:.0} % of the cores over the run); direct origin bytes {}.",
+             supernode link {:.2}× the file (pieces, replies and headers); CPU of the run {:.1} s (peers {:.1}, supernode \
+             {:.1}, harness and origin {:.1}, interrupts {:.1}); direct origin bytes {}.",
             r.case.file_mib,
             r.hosts,
             own.iter().cloned().fold(f64::INFINITY, f64::min),
@@ -285,11 +284,11 @@ fn section(rows: &[Row], skipped: &[String], spec: &TestbedSpec, config: Option<
             s.polls(),
             s.waits(),
             s.supernode_link_bytes as f64 / s.file_len as f64,
-            s.own_cpu_secs(),
-            s.peers.iter().map(|p| p.cpu_secs).sum::<f64>(),
+            s.cpu.own_secs + s.cpu.irq_secs,
+            s.peers_cpu_secs(),
             s.supernode_cpu_secs,
-            s.origin_cpu_secs,
-            100.0 * s.own_cpu_secs() / (s.wall.as_secs_f64() * cores()),
+            (s.cpu.own_secs - s.peers_cpu_secs() - s.supernode_cpu_secs).max(0.0),
+            s.cpu.irq_secs,
             times(r.direct.origin_bytes as f64 / r.direct.file_len as f64)
         );
     }

@@ -2,7 +2,7 @@
 //! `/proc/stat`, a process's CPU from `/proc/<pid>/stat`, the bytes each host sent from its
 //! link's counters, and the rest from the origin's counters and the peers' reports.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dfget_sim::Report;
 
@@ -10,14 +10,24 @@ use super::namespace_exec::ip;
 use super::net::HOST_DEV;
 use super::shaping::Rate;
 
-/// Above this share of busy CPU a run is limited by the CPU rather than by the links.
+/// Above this share of the cores, used by a run's own processes and the kernel's packet work,
+/// a run is limited by the CPU rather than by the links.
 pub const CPU_BOUND_SHARE: f64 = 0.9;
+
+/// Linux reports process and machine CPU time in these ticks per second (USER_HZ).
+const USER_HZ: f64 = 100.0;
 
 /// The machine's CPU counters (all cores), in clock ticks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CpuSample {
     busy: u64,
     total: u64,
+    /// Interrupt and softirq time: the shaped links' packet work (veth, bridge, tbf) is done
+    /// there, on no process's account.
+    irq: u64,
+    /// CPU seconds of this process and of its children that have been waited for.
+    harness_secs: f64,
+    at: Instant,
 }
 
 impl CpuSample {
@@ -26,9 +36,15 @@ impl CpuSample {
         let line = text.lines().next().unwrap_or("");
         // cpu user nice system idle iowait irq softirq steal (guest time is inside user)
         let ticks: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
+        let tick = |i: usize| ticks.get(i).copied().unwrap_or(0);
         let total: u64 = ticks.iter().sum();
-        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-        CpuSample { busy: total - idle, total }
+        CpuSample {
+            busy: total - tick(3) - tick(4),
+            total,
+            irq: tick(5) + tick(6),
+            harness_secs: process_cpu_secs(std::process::id()) + children_cpu_secs(),
+            at: Instant::now(),
+        }
     }
 
     /// The share of CPU time that was busy since `earlier`, all cores together (0..=1).
@@ -39,6 +55,50 @@ impl CpuSample {
         }
         self.busy.saturating_sub(earlier.busy) as f64 / total as f64
     }
+
+    /// What a run between `earlier` and now used, `others_secs` being the CPU seconds of its
+    /// processes that are not this one or its waited-for children (e.g. the supernode).
+    pub(crate) fn use_since(&self, earlier: &CpuSample, others_secs: f64) -> CpuUse {
+        CpuUse {
+            machine_busy: self.busy_since(earlier),
+            own_secs: self.harness_secs - earlier.harness_secs + others_secs,
+            irq_secs: self.irq.saturating_sub(earlier.irq) as f64 / USER_HZ,
+            window: self.at.duration_since(earlier.at),
+        }
+    }
+}
+
+/// The CPU a run used. The machine is shared (other builds may run beside a bench), so the
+/// run's own share is counted from its processes and the kernel's interrupt work, and the
+/// machine's busy share is shown beside it.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuUse {
+    /// Busy share of all the machine's cores over the run (0..=1), whoever used them.
+    pub machine_busy: f64,
+    /// CPU seconds of the run's processes: the harness (the origin), the peers or curls, the
+    /// supernode.
+    pub own_secs: f64,
+    /// Interrupt and softirq seconds over the run (the links' packet work).
+    pub irq_secs: f64,
+    /// How long the sampling took: the run, from the first process's start until every one
+    /// has exited.
+    pub window: Duration,
+}
+
+impl CpuUse {
+    /// The run's own share of the cores (its processes and the interrupt work), 0..=1.
+    pub fn own_share(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        let available = self.window.as_secs_f64() * cores;
+        if available == 0.0 {
+            return 0.0;
+        }
+        (self.own_secs + self.irq_secs) / available
+    }
+
+    pub fn cpu_bound(&self) -> bool {
+        self.own_share() > CPU_BOUND_SHARE
+    }
 }
 
 /// User + system CPU seconds of process `pid` so far (0 when it is gone).
@@ -48,8 +108,18 @@ pub fn process_cpu_secs(pid: u32) -> f64 {
     let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    const USER_HZ: f64 = 100.0;
     (ticks(11) + ticks(12)) / USER_HZ
+}
+
+/// User + system CPU seconds of this process's children that have ended and been waited for.
+fn children_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes one struct that we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// Bytes the host of namespace `ns` has sent on its link so far (headers included).
@@ -103,12 +173,9 @@ pub struct SwarmRun {
     pub supernode_link_bytes: u64,
     /// Bytes the peer hosts together sent on their links.
     pub peer_link_bytes: u64,
-    /// Busy share of the machine's CPU over the run.
-    pub cpu_busy: f64,
+    pub cpu: CpuUse,
     /// CPU seconds the supernode process used during the run.
     pub supernode_cpu_secs: f64,
-    /// CPU seconds this process (the origin) used during the run.
-    pub origin_cpu_secs: f64,
 }
 
 impl SwarmRun {
@@ -161,14 +228,10 @@ impl SwarmRun {
         self.peers.iter().max_by_key(|p| p.finished_after).expect("a run has peers")
     }
 
-    pub fn cpu_bound(&self) -> bool {
-        self.cpu_busy > CPU_BOUND_SHARE
-    }
-
-    /// CPU seconds of the run's own processes: peers, supernode and origin (kernel work done on
-    /// their behalf included, softirq network work on other processes' time excluded).
-    pub fn own_cpu_secs(&self) -> f64 {
-        self.peers.iter().map(|p| p.cpu_secs).sum::<f64>() + self.supernode_cpu_secs + self.origin_cpu_secs
+    /// CPU seconds the peer processes used up to the end of the last download (they are
+    /// inside [`CpuUse::own_secs`] too).
+    pub fn peers_cpu_secs(&self) -> f64 {
+        self.peers.iter().map(|p| p.cpu_secs).sum()
     }
 }
 
@@ -181,7 +244,7 @@ pub struct DirectRun {
     /// Per host, from the start of the run to its last byte.
     pub finished_after: Vec<Duration>,
     pub origin_bytes: u64,
-    pub cpu_busy: f64,
+    pub cpu: CpuUse,
 }
 
 impl DirectRun {
@@ -189,10 +252,6 @@ impl DirectRun {
     pub fn slowest(&self) -> (usize, Duration) {
         let (host, d) = self.finished_after.iter().enumerate().max_by_key(|(_, d)| **d).expect("a run has hosts");
         (host, *d)
-    }
-
-    pub fn cpu_bound(&self) -> bool {
-        self.cpu_busy > CPU_BOUND_SHARE
     }
 }
 
@@ -217,9 +276,14 @@ mod tests {
 
     #[test]
     fn cpu_share() {
-        let a = CpuSample { busy: 100, total: 1000 };
-        let b = CpuSample { busy: 550, total: 1500 };
+        let at = Instant::now();
+        let a = CpuSample { busy: 100, total: 1000, irq: 10, harness_secs: 1.0, at };
+        let b = CpuSample { busy: 550, total: 1500, irq: 110, harness_secs: 2.0, at: at + Duration::from_secs(2) };
         assert!((b.busy_since(&a) - 0.9).abs() < 1e-9);
         assert_eq!(a.busy_since(&a), 0.0);
+        let used = b.use_since(&a, 0.5);
+        assert!((used.own_secs - 1.5).abs() < 1e-9 && (used.irq_secs - 1.0).abs() < 1e-9, "{used:?}");
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        assert!((used.own_share() - 2.5 / (2.0 * cores)).abs() < 1e-9, "{used:?}");
     }
 }

@@ -33,7 +33,7 @@ mod supernode_host;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use figures::{process_cpu_secs, DirectRun, PeerRun, RunLinks, SwarmRun, CPU_BOUND_SHARE};
+pub use figures::{process_cpu_secs, CpuUse, DirectRun, PeerRun, RunLinks, SwarmRun, CPU_BOUND_SHARE};
 pub use net::{Host, HostRole, Unavailable, MAX_PEERS, SUBNET};
 pub use origin_host::OriginHost;
 pub use peers::{run_host_role_if_asked, PEER_ROLE_ARG};
@@ -159,14 +159,12 @@ impl Testbed {
         let (sn_before, peers_before) = link_sent();
         let origin_before = self.origin().stats(path).body_bytes;
         let sn_cpu_before = process_cpu_secs(supernode.pid());
-        let origin_cpu_before = process_cpu_secs(std::process::id());
         let cpu_before = CpuSample::now();
         let started_at_ms = unix_ms();
         let node = supernode.control().to_string();
         let outcomes = peers::run_peers(&peers, &node, &url, dir.path(), self.deadline(file_len));
-        let cpu_busy = CpuSample::now().busy_since(&cpu_before);
         let supernode_cpu_secs = process_cpu_secs(supernode.pid()) - sn_cpu_before;
-        let origin_cpu_secs = process_cpu_secs(std::process::id()) - origin_cpu_before;
+        let cpu = CpuSample::now().use_since(&cpu_before, supernode_cpu_secs);
         let origin_bytes = self.origin().stats(path).body_bytes - origin_before;
         let (sn_after, peers_after) = link_sent();
         let runs: Vec<PeerRun> = outcomes
@@ -186,9 +184,8 @@ impl Testbed {
             origin_bytes,
             supernode_link_bytes: sn_after - sn_before,
             peer_link_bytes: peers_after - peers_before,
-            cpu_busy,
+            cpu,
             supernode_cpu_secs,
-            origin_cpu_secs,
         }
     }
 
@@ -202,14 +199,14 @@ impl Testbed {
         let origin_before = self.origin().stats(path).body_bytes;
         let cpu_before = CpuSample::now();
         let (wall, outcomes) = direct::run_curls(&peers, &url, file_len, dir.path(), self.deadline(file_len));
-        let cpu_busy = CpuSample::now().busy_since(&cpu_before);
+        let cpu = CpuSample::now().use_since(&cpu_before, 0.0);
         let finished_after = outcomes
             .into_iter()
             .enumerate()
             .map(|(i, o)| o.unwrap_or_else(|e| panic!("direct download on peer host {i}: {e}")))
             .collect();
         let origin_bytes = self.origin().stats(path).body_bytes - origin_before;
-        DirectRun { file_len, wall, finished_after, origin_bytes, cpu_busy }
+        DirectRun { file_len, wall, finished_after, origin_bytes, cpu }
     }
 }
 
