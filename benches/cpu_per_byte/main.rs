@@ -78,12 +78,12 @@ async fn phase(server: &Server, origin: &Origin, path: &str, cid_seed: u64, scra
         c
     });
     let recording = perf::Recording::start(pid, &scratch.join(format!("perf-{cid_seed}.data")));
-    let cpu0 = proc_cpu_secs(pid);
+    let cpu0 = testkit::testbed::process_cpu_secs(pid);
     let t = Instant::now();
     let report = swarm.download().await.remove(0).expect("the download finishes");
     let wall_s = t.elapsed().as_secs_f64();
     testkit::wait_success(server, &testkit::protocol::url_task_id(&url), Duration::from_secs(60)).await;
-    let cpu_s = proc_cpu_secs(pid) - cpu0;
+    let cpu_s = testkit::testbed::process_cpu_secs(pid) - cpu0;
     let profile = recording.and_then(perf::Recording::stop);
     assert_eq!(report.md5, origin.content(path).md5_hex(), "the client's output");
     swarm.stop_uploaders().await;

@@ -1,14 +1,15 @@
-//! What one simulated dfget run is told to do, and the loopback-only rule.
+//! What one simulated dfget run is told to do.
 //!
 //! Besides dfget's own options, the configuration carries the knobs tests need and dfget lacks:
-//! fault injection, a cap on concurrent pieces, a slow-peer delay and overridable timeouts.
-//! The peer only ever talks to loopback addresses, so a test cannot reach out of the machine.
+//! fault injection, a cap on concurrent pieces, a slow-peer delay, overridable timeouts, and
+//! the addresses the peer may use (loopback unless a network is allowed explicitly).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::scope::AddressScope;
 use crate::sink::SinkGroup;
 
 /// What one simulated dfget run does.
@@ -20,8 +21,12 @@ pub struct PeerConfig {
     pub nodes: Vec<String>,
     /// Seed of the shuffle that orders `nodes`; `None` = a random order, as dfget.
     pub node_order_seed: Option<u64>,
-    /// This peer's IP: registered as `ip`, part of the cid, the uploader's bind address. Loopback.
+    /// This peer's IP: registered as `ip`, part of the cid, the uploader's bind address. Inside
+    /// `scope`.
     pub ip: Ipv4Addr,
+    /// The addresses the peer may use as its own, as supernodes and as piece sources; anything
+    /// else is refused. Default: loopback only.
+    pub scope: AddressScope,
     /// Uploader port; 0 = pick a free one in dfget's 15000–65000 range.
     pub port: u16,
     /// URL to download (`rawUrl` and `taskUrl`).
@@ -80,6 +85,7 @@ impl PeerConfig {
             nodes: nodes.into_iter().map(Into::into).collect(),
             node_order_seed: None,
             ip: Ipv4Addr::LOCALHOST,
+            scope: AddressScope::loopback(),
             port: 0,
             url: url.into(),
             output: output.into(),
@@ -101,14 +107,6 @@ impl PeerConfig {
     }
 }
 
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
-}
-
 /// `(host, host:port)` of a supernode address, dfget's default port 8002 added when missing.
 pub(crate) fn split_node(node: &str) -> (String, String) {
     match node.rsplit_once(':') {
@@ -125,7 +123,5 @@ mod tests {
     fn nodes() {
         assert_eq!(split_node("127.0.0.1:8002"), ("127.0.0.1".into(), "127.0.0.1:8002".into()));
         assert_eq!(split_node("localhost"), ("localhost".into(), "localhost:8002".into()));
-        assert!(is_loopback_host("127.0.0.1"));
-        assert!(!is_loopback_host("10.0.0.1"));
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
@@ -32,7 +32,7 @@ use crate::wire::{
 };
 
 /// `data` of the 600 reply.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FinishData {
     pub file_length: i64,
     pub md5: String,
@@ -312,6 +312,7 @@ impl Run<'_> {
             claim_unfetched: self.config.claim_unfetched,
             file_length: first.reg.file_length,
             held: Default::default(),
+            scope: self.config.scope.clone(),
         });
         let mut lp = Loop {
             sh: shared,

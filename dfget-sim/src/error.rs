@@ -10,7 +10,7 @@ use std::time::Duration;
 /// Why a run (or one call) failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SimError {
-    /// Bad configuration (not loopback, empty url, ...).
+    /// Bad configuration (an address outside the allowed ones, empty url, ...).
     Config(String),
     /// Local file or socket trouble.
     Io(String),

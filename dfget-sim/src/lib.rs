@@ -21,17 +21,21 @@
 //!   600–603, a failed request), it registers with the next node of the list and goes on there
 //!   with the pieces it holds (a piece handed out again is reported, not fetched again).
 //!
-//! It never downloads from the origin itself (dfget `--notbs`), and it is meant for loopback use
-//! only: its uploader binds a loopback address and it fetches pieces from loopback sources only.
+//! It never downloads from the origin itself (dfget `--notbs`), and it is meant for loopback use:
+//! its uploader binds a loopback address and it fetches pieces from loopback sources only, unless
+//! its configuration allows a network besides ([`AddressScope`]), as a harness with its own
+//! private network does.
 //! Everything runs on the caller's actix/tokio runtime (the futures are `!Send`: use them inside
 //! `#[actix_web::test]`, `actix_rt::System` or a tokio `LocalSet`).
 //!
-//! The code, by module: `peer` (the public [`Peer`]), `nodes` (the supernode list and its
+//! The code, by module: `cli` (the `dfget-sim` command line), `peer` (the public [`Peer`]), `nodes` (the supernode list and its
 //! order), `register` (`/peer/registry` and which node it goes to), `control` (the `/peer/task`
 //! loop, migration and `/task/metrics`), `piece` (one piece: fetch, check, write, report),
 //! `uploader`, `sink` (the streaming output), `client` (how control requests are sent), `config`,
-//! `stats`, `error`, and `wire` (protocol constants and Go's JSON and number formats).
+//! `scope` (the addresses it may use), `stats`, `error`, and `wire` (protocol constants and Go's
+//! JSON and number formats).
 
+pub mod cli;
 mod client;
 mod config;
 mod control;
@@ -40,6 +44,7 @@ mod nodes;
 mod peer;
 mod piece;
 mod register;
+mod scope;
 mod sink;
 mod stats;
 mod uploader;
@@ -55,6 +60,7 @@ pub use control::FinishData;
 pub use error::SimError;
 pub use peer::{uploader_addr, DfgetSim, Peer, Report};
 pub use register::Registration;
+pub use scope::{AddressScope, Ipv4Network};
 pub use sink::SinkGroup;
 pub use stats::{FetchedPiece, StatsSnapshot, Wait};
 pub use wire::{

@@ -10,7 +10,7 @@ use crate::{Peer, PeerConfig, SimError};
 
 /// A seed with which the list `addrs` is walked in exactly that order.
 fn seed_for(addrs: &[String]) -> u64 {
-    let entries = parse_nodes(addrs).expect("node list");
+    let entries = parse_nodes(addrs, &crate::scope::AddressScope::loopback()).expect("node list");
     (0..10_000).find(|s| NodeList::new(entries.clone(), Some(*s)).addrs() == addrs).expect("a seed for that order")
 }
 

@@ -13,8 +13,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::config::{is_loopback_host, split_node};
+use crate::config::split_node;
 use crate::error::SimError;
+use crate::scope::AddressScope;
 
 /// One supernode of the list.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,9 +28,10 @@ pub(crate) struct Node {
     entry: usize,
 }
 
-/// The entries of `--node` with their weights, checked (loopback only, positive integer weights).
-/// An entry may itself hold several comma-separated nodes, as dfget's flag value does.
-pub(crate) fn parse_nodes(entries: &[String]) -> Result<Vec<(Node, u64)>, SimError> {
+/// The entries of `--node` with their weights, checked (addresses inside `scope`, positive
+/// integer weights). An entry may itself hold several comma-separated nodes, as dfget's flag
+/// value does.
+pub(crate) fn parse_nodes(entries: &[String], scope: &AddressScope) -> Result<Vec<(Node, u64)>, SimError> {
     let mut out = Vec::new();
     for raw in entries.iter().flat_map(|e| e.split(',')) {
         let raw = raw.trim();
@@ -44,8 +46,11 @@ pub(crate) fn parse_nodes(entries: &[String]) -> Result<Vec<(Node, u64)>, SimErr
             return Err(SimError::Config(format!("node {raw:?}: empty address")));
         }
         let (host, addr) = split_node(addr);
-        if !is_loopback_host(&host) {
-            return Err(SimError::Config(format!("node {host} is not a loopback address")));
+        if !scope.allows_host(&host) {
+            return Err(SimError::Config(format!(
+                "node {host} is outside the allowed addresses ({})",
+                scope.describe()
+            )));
         }
         out.push((Node { host, addr, entry: out.len() }, weight));
     }
@@ -118,7 +123,7 @@ mod tests {
 
     fn list(entries: &[&str], seed: u64) -> NodeList {
         let entries: Vec<String> = entries.iter().map(|s| s.to_string()).collect();
-        NodeList::new(parse_nodes(&entries).unwrap(), Some(seed))
+        NodeList::new(parse_nodes(&entries, &AddressScope::loopback()).unwrap(), Some(seed))
     }
 
     fn count(v: &[String], addr: &str) -> usize {
@@ -182,11 +187,13 @@ mod tests {
 
     #[test]
     fn bad_lists() {
-        let bad = |s: &str| parse_nodes(&[s.to_string()]).is_err();
+        let bad = |s: &str| parse_nodes(&[s.to_string()], &AddressScope::loopback()).is_err();
         assert!(bad("10.0.0.1:8002"), "not loopback");
+        let lab = AddressScope::loopback().allow("10.0.0.0/24".parse().unwrap());
+        assert!(parse_nodes(&["10.0.0.1:8002".to_string()], &lab).is_ok(), "inside an allowed network");
         assert!(bad("127.0.0.1:8002=0"));
         assert!(bad("127.0.0.1:8002=x"));
         assert!(bad("127.0.0.1:1,"), "an empty entry");
-        assert!(parse_nodes(&[]).is_err());
+        assert!(parse_nodes(&[], &AddressScope::loopback()).is_err());
     }
 }

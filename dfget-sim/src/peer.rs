@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::client::{lossy, Control};
@@ -21,12 +21,12 @@ use crate::control::{FinishData, Run};
 use crate::error::SimError;
 use crate::nodes::{parse_nodes, NodeList};
 use crate::register::{Registrant, Registrar, Registration};
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::{unix_ms, Stats, StatsSnapshot};
 use crate::uploader::{Uploader, UploaderState};
 use crate::wire::{get_int, DEFAULT_MIN_RATE, PEER_PATH_PREFIX};
 
 /// What one successful run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub cid: String,
     /// The task at the supernode the run finished with.
@@ -40,6 +40,9 @@ pub struct Report {
     pub piece_size: u64,
     pub finish: Option<FinishData>,
     pub duration_secs: f64,
+    /// Unix time (ms) when the run started and when it finished, for timelines across processes.
+    pub started_at_ms: u64,
+    pub finished_at_ms: u64,
     /// Counters at the end of the download (`uploads_served` keeps growing afterwards: see
     /// [`Peer::stats`]).
     #[serde(flatten)]
@@ -87,13 +90,14 @@ impl fmt::Debug for Peer {
 impl Peer {
     /// Checks the configuration and fixes this run's identity (sign, cid, task file name).
     pub fn new(config: PeerConfig) -> Result<Peer, SimError> {
-        if !config.ip.is_loopback() {
-            return Err(SimError::Config(format!("ip {} is not a loopback address", config.ip)));
+        if !config.scope.allows_ip(config.ip.into()) {
+            let allowed = config.scope.describe();
+            return Err(SimError::Config(format!("ip {} is outside the allowed addresses ({allowed})", config.ip)));
         }
         if config.url.is_empty() {
             return Err(SimError::Config("url: empty".into()));
         }
-        let nodes = NodeList::new(parse_nodes(&config.nodes)?, config.node_order_seed);
+        let nodes = NodeList::new(parse_nodes(&config.nodes, &config.scope)?, config.node_order_seed);
         let base = config
             .output
             .file_name()
@@ -216,6 +220,7 @@ impl Peer {
     /// `/task/metrics`. The uploader keeps running afterwards.
     pub async fn download(&self) -> Result<Report, SimError> {
         let started = Instant::now();
+        let started_at_ms = unix_ms();
         let port = self.start_uploader()?;
         let who = self.registrant(port);
         let first = match self.registrar.current() {
@@ -254,6 +259,8 @@ impl Peer {
             piece_size: last.piece_size,
             finish,
             duration_secs: started.elapsed().as_secs_f64(),
+            started_at_ms,
+            finished_at_ms: unix_ms(),
             stats: self.stats.snapshot(),
         })
     }

@@ -3,7 +3,7 @@
 //! Like dfget, the peer runs every piece the supernode hands out as a task of its own; the poll
 //! loop learns the outcome only through a queue, the supernode through `/peer/piece/suc` or
 //! `/peer/piece/error`. In source mode (`cdnSource: source`) pieces are bare source bytes and
-//! may come straight from the origin, which then has to be on loopback too.
+//! may come straight from the origin, which then has to be inside the peer's address scope too.
 //!
 //! A run may move to another supernode while pieces are under way. Like dfget, a piece reports
 //! its success to the supernode that handed it out (its [`Session`]), and its outcome reaches
@@ -23,10 +23,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::client::{lossy, stale_connection, Control};
-use crate::config::is_loopback_host;
 use crate::error::SimError;
+use crate::scope::AddressScope;
 use crate::sink::Sink;
-use crate::stats::{FetchedPiece, Stats};
+use crate::stats::{unix_ms, FetchedPiece, Stats};
 use crate::wire::{
     get_int, get_str, md5_hex, reply_code, DEFAULT_MIN_RATE, DFGET_VERSION, PIECE_META, PIECE_REPORT_OK, RESULT_FAIL,
     RESULT_INVALID, RESULT_SEMISUC, STATUS_RUNNING, STATUS_START, SUPER_CID_PREFIX,
@@ -156,6 +156,8 @@ pub(crate) struct Shared {
     pub(crate) file_length: i64,
     /// Piece numbers written so far.
     pub(crate) held: RefCell<HashSet<u64>>,
+    /// Where piece sources may be.
+    pub(crate) scope: AddressScope,
 }
 
 impl Shared {
@@ -205,8 +207,8 @@ async fn download_piece(sh: &Shared, session: &Session, it: &PieceTask) -> Resul
         (format!("http://{}:{}{}", it.peer_ip, it.peer_port, it.path), it.peer_ip.clone())
     };
     let what = format!("piece {} [{}] from {} ({url})", it.piece_num, it.range, it.cid);
-    if !is_loopback_host(&host) {
-        return Err(failed(format!("{what}: not a loopback source, refused")));
+    if !sh.scope.allows_host(&host) {
+        return Err(failed(format!("{what}: source outside the allowed addresses ({}), refused", sh.scope.describe())));
     }
     let mut range = it.range.clone();
     if source_mode && sh.file_length > 0 {
@@ -323,6 +325,7 @@ fn check_and_write(
 
 /// The task of one handed-out piece: download it, queue the outcome for the poll loop, report it.
 pub(crate) async fn fetch_piece(sh: Rc<Shared>, it: PieceTask) {
+    let handed_out_at_ms = unix_ms();
     let session = sh.session();
     let (outcome, took) = {
         let Ok(_permit) = sh.sem.acquire().await else { return };
@@ -342,6 +345,8 @@ pub(crate) async fn fetch_piece(sh: Rc<Shared>, it: PieceTask) {
                 from_supernode,
                 secs: took.as_secs_f64(),
                 node: session.node.clone(),
+                handed_out_at_ms,
+                written_at_ms: unix_ms(),
             };
             Stats::push(&sh.stats.fetched, fetched);
             sh.held.borrow_mut().insert(it.piece_num);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::wire::PEER_WAIT;
 
@@ -43,14 +43,14 @@ pub(crate) struct Stats {
 }
 
 /// A run of 602 answers in a row: from the first of them to the next answer that is not one.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Wait {
     pub polls: u64,
     pub secs: f64,
 }
 
 /// One piece this run fetched, and from where.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FetchedPiece {
     pub piece_num: u64,
     pub range: String,
@@ -65,10 +65,14 @@ pub struct FetchedPiece {
     pub secs: f64,
     /// The supernode (`host:port`) this run was registered with when the piece was handed out.
     pub node: String,
+    /// Unix time (ms) when the piece was handed out (the 601 reply that named it arrived).
+    pub handed_out_at_ms: u64,
+    /// Unix time (ms) when its payload was written.
+    pub written_at_ms: u64,
 }
 
 /// Live counters of a peer (readable while it downloads).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StatsSnapshot {
     /// Pieces fetched from the supernode (source cid starts with `cdnnode:`).
     pub pieces_from_supernode: u64,
@@ -87,6 +91,7 @@ pub struct StatsSnapshot {
     /// `/peer/task` requests sent.
     pub polls: u64,
     /// `/peer/task` reply codes and how often each came.
+    #[serde(deserialize_with = "codes_from_json")]
     pub poll_codes: BTreeMap<i64, u64>,
     /// `/peer/piece/suc` reports answered `{"code":611}`.
     pub suc_reports_ok: u64,
@@ -113,6 +118,18 @@ pub struct StatsSnapshot {
     pub fetched: Vec<FetchedPiece>,
     /// The longest run of 602 answers in a row (a run still going counts up to now).
     pub longest_wait: Wait,
+}
+
+/// Reply codes read back from JSON, where they are object keys (strings).
+fn codes_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<i64, u64>, D::Error> {
+    let by_text = BTreeMap::<String, u64>::deserialize(d)?;
+    let code = |k: &str| k.parse::<i64>().map_err(|_| serde::de::Error::custom(format!("reply code {k:?}")));
+    by_text.into_iter().map(|(k, n)| Ok((code(&k)?, n))).collect()
+}
+
+/// Milliseconds since the Unix epoch: the clock that peers in separate processes share.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn copy<T: Clone + Default>(m: &Mutex<T>) -> T {

@@ -92,7 +92,7 @@ impl BinaryServer {
 
     /// User + system CPU seconds of the process so far.
     pub fn cpu_secs(&self) -> f64 {
-        proc_cpu_secs(self.pid())
+        testkit::testbed::process_cpu_secs(self.pid())
     }
 }
 
@@ -100,17 +100,6 @@ impl Control for BinaryServer {
     fn control_addr(&self) -> SocketAddr {
         self.control()
     }
-}
-
-/// User + system CPU seconds of process `pid` so far, from /proc/<pid>/stat.
-pub fn proc_cpu_secs(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // fields after the command name (which is in parentheses): state is field 3; utime 14, stime 15
-    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let hz = 100.0; // USER_HZ on Linux
-    (ticks(11) + ticks(12)) / hz
 }
 
 /// `POST /peer/registry` with dfget's body for `url`, client `cid` with its uploader on `port`;

@@ -4,9 +4,26 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The exact command that reproduces a bench target's figures.
+/// The exact command that reproduces a bench target's figures: the bench's own `BENCH_*`
+/// variables that were set, then the cargo command.
 fn command(bench: &str) -> String {
-    format!("cargo bench --bench {bench}")
+    let mut vars: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BENCH_"))
+        .map(|(k, v)| format!("{k}={}", shell_word(&v)))
+        .collect();
+    vars.sort();
+    vars.push(format!("cargo bench --bench {bench}"));
+    vars.join(" ")
+}
+
+/// `word` quoted for a POSIX shell where it needs it.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// The repository's BENCHMARKS.md (this crate lives in `benches/support`).
@@ -16,17 +33,19 @@ fn benchmarks_md() -> PathBuf {
 }
 
 const INTRO: &str = "# Benchmarks\n\n\
-Figures measured on the development machine: **2 CPU cores**, everything on **127.0.0.1** \
-(loopback), release build (`cargo bench`, `[profile.release]` with `debug = 1`). The server, the \
-origin and the load generators share those two cores, so every figure is relative: each bench \
-measures a baseline *in the same run* and quotes the ratio. Performance is measured, never \
-asserted.\n\n\
+Figures measured on the development machine: **2 CPU cores**, release build (`cargo bench`, \
+`[profile.release]` with `debug = 1`); everything on **127.0.0.1** (loopback) except \
+`p2p_network`, which builds its own network of hosts in network namespaces with shaped links. \
+The server, the origin and the load generators share those two cores, so every figure is \
+relative: each bench measures a baseline *in the same run* and quotes the ratio. Performance is \
+measured, never asserted.\n\n\
 Reproduce one section (each bench rewrites only its own section, between its markers):\n\n\
 ```sh\n\
 cargo bench --bench cdn_ingest\n\
 cargo bench --bench download_port\n\
 cargo bench --bench peer_task\n\
 cargo bench --bench p2p_swarm\n\
+cargo bench --bench p2p_network   # root and iproute2; BENCH_NET_* for a quick run\n\
 cargo bench --bench load_60s   # BENCH_SECONDS=10 for a quick run\n\
 cargo bench --bench cluster\n\
 cargo bench --bench bandwidth\n\
@@ -40,11 +59,12 @@ and actix System. The figures inside the marked sections are written by the benc
 **Findings** section at the end is written by hand from profiles (`perf record`) of these runs and \
 is not rewritten by any bench.\n";
 
-const ORDER: [&str; 10] = [
+const ORDER: [&str; 11] = [
     "cdn_ingest",
     "download_port",
     "peer_task",
     "p2p_swarm",
+    "p2p_network",
     "load_60s",
     "cluster",
     "bandwidth",

@@ -21,14 +21,19 @@ const STARTUP: Duration = Duration::from_secs(20);
 /// and home are the caller's.
 pub fn supernode_command(exe: &str) -> Command {
     let mut cmd = Command::new(exe);
+    without_supernode_env(&mut cmd);
+    cmd.env("SUPERNODE_DEFAULT_CONFIG", absent_default_config());
+    cmd.args(["--advertise-ip", "127.0.0.1", "--listen-host", "127.0.0.1"]);
+    cmd
+}
+
+/// Removes the test's `SUPERNODE_*` variables from what `cmd` will see.
+pub(crate) fn without_supernode_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("SUPERNODE_") {
             cmd.env_remove(key);
         }
     }
-    cmd.env("SUPERNODE_DEFAULT_CONFIG", absent_default_config());
-    cmd.args(["--advertise-ip", "127.0.0.1", "--listen-host", "127.0.0.1"]);
-    cmd
 }
 
 /// A path whose directory does not exist: a default configuration file that is not there.

@@ -12,7 +12,9 @@
 //! * simulated dfget peers ([`swarm`]), a file larger than the disk through them
 //!   ([`large_file`]), and the IDs the protocol derives ([`protocol`]);
 //! * cluster mode: a real [`redis`] and several supernode processes on it ([`cluster`]);
-//! * a small filesystem of a test's own that really fills up ([`tmpfs`]).
+//! * a small filesystem of a test's own that really fills up ([`tmpfs`]);
+//! * a [`testbed`] of hosts in network namespaces with shaped links, for P2P where the network
+//!   is the limit.
 //!
 //! The server's Rust API (and its manual clock) is used in `server.rs` only, the rest of the
 //! actors crate in [`protocol`] only: when either changes, the fixtures follow it in one place
@@ -34,6 +36,7 @@ pub mod protocol;
 pub mod redis;
 pub mod registry;
 pub mod swarm;
+pub mod testbed;
 pub mod tmpfs;
 
 pub use child::{absent_default_config, supernode_command, ChildServer};

@@ -1,4 +1,5 @@
-//! Small HTTP servers of the fixtures on 127.0.0.1, and a port there that refuses connections.
+//! Small HTTP servers of the fixtures (on 127.0.0.1 unless a testbed host needs another
+//! address), and a port there that refuses connections.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -11,12 +12,21 @@ pub(crate) fn serve_on_loopback(
     workers: usize,
     configure: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 ) -> (SocketAddr, ServerHandle) {
+    serve_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), workers, configure)
+}
+
+/// [`serve_on_loopback`] on `addr`.
+pub(crate) fn serve_on(
+    addr: SocketAddr,
+    workers: usize,
+    configure: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+) -> (SocketAddr, ServerHandle) {
     let server = HttpServer::new(move || App::new().configure(configure.clone()))
         .workers(workers)
         .disable_signals()
         .shutdown_timeout(1)
-        .bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("a loopback test server binds");
+        .bind(addr)
+        .unwrap_or_else(|e| panic!("a test server binds {addr}: {e}"));
     let addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();

@@ -25,7 +25,7 @@ use actix_web::web;
 
 pub use content::{hex, salted_bytes, Content};
 
-use crate::loopback::serve_on_loopback;
+use crate::loopback::serve_on;
 
 /// What the origin saw for one path.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -119,9 +119,14 @@ fn whole_seconds(t: SystemTime) -> SystemTime {
 impl Origin {
     /// Binds 127.0.0.1:0 and runs the server inside the current actix system.
     pub async fn start() -> Origin {
+        Origin::start_on(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// [`Origin::start`] on `addr` (a testbed's origin host binds its own address).
+    pub async fn start_on(addr: SocketAddr) -> Origin {
         let shared = Arc::new(Shared::default());
         let data = web::Data::from(shared.clone());
-        let (addr, handle) = serve_on_loopback(2, move |app| {
+        let (addr, handle) = serve_on(addr, 2, move |app| {
             app.app_data(data.clone()).default_service(web::to(serve::serve));
         });
         Origin { addr, shared, handle }
@@ -131,7 +136,7 @@ impl Origin {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port><path>`
+    /// `http://<address>:<port><path>`
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
