@@ -3,7 +3,8 @@
 //! A client may fetch a piece the CDN has on disk and it neither holds nor is fetching.
 //! The policy orders those pieces; each then goes to the least-loaded peer holding it that
 //! is under the per-uploader limit, has not failed this client, and has not failed others
-//! too often; the supernode serves a piece only when no peer can, up to its own limit.
+//! too often; the supernode serves a piece only when no peer can, up to its own limit, and
+//! sends a piece no peer holds yet to one client at a time.
 
 use std::collections::HashMap;
 
@@ -109,7 +110,11 @@ pub(super) fn decide(
                 source = Some(Source::Peer((*holder).clone()));
             }
         }
-        if source.is_none() && cdn_load < limits.cdn {
+        // A piece no peer holds yet that the supernode is already sending is not sent again:
+        // the client that gets it is a source as soon as it has it, and the supernode's upload
+        // goes to pieces nobody is getting.
+        let first_copy_running = cand.holders == 0 && task.cdn_copies.contains_key(&cand.num);
+        if source.is_none() && cdn_load < limits.cdn && !first_copy_running {
             cdn_load += 1;
             source = Some(Source::Cdn);
         }
@@ -226,6 +231,24 @@ mod tests {
         assert_eq!(decide_for(&t, 1, 4, &uploads), Decision::AllBusy, "all peers excluded, CDN at its limit");
         t.cdn_load = 0;
         assert_eq!(decide_for(&t, 1, 4, &uploads), Decision::Pieces(vec![(0, Source::Cdn)]));
+    }
+
+    #[test]
+    fn a_piece_nobody_holds_goes_from_the_supernode_to_one_client_at_a_time() {
+        let mut t = task(2, 3);
+        t.count_cdn_copy(0, true);
+        assert_eq!(
+            decide_for(&t, 2, 4, &HashMap::new()),
+            Decision::Pieces(vec![(1, Source::Cdn)]),
+            "piece 0 is on its way to client 1"
+        );
+        t.count_cdn_copy(1, true);
+        assert_eq!(decide_for(&t, 3, 4, &HashMap::new()), Decision::AllBusy, "both first copies are running");
+        hold(&mut t, 1, 0);
+        t.count_cdn_copy(0, false);
+        assert_eq!(decide_for(&t, 3, 4, &HashMap::new()), Decision::Pieces(vec![(0, Source::Peer(cid(1)))]));
+        t.count_cdn_copy(1, false);
+        assert!(t.cdn_copies.is_empty() && t.cdn_load == 0, "every copy given back");
     }
 
     #[test]

@@ -17,7 +17,7 @@ impl Handler<TaskStatusChanged> for PieceScheduler {
         if msg.run_id > task.run_id {
             task.run_id = msg.run_id;
             task.cdn_pieces.clear();
-            task.cdn_load = 0;
+            task.reset_cdn_load();
         }
         task.status = msg.status;
         task.task_url = msg.task_url;
@@ -34,7 +34,7 @@ impl Handler<TaskStatusChanged> for PieceScheduler {
             // The CDN moved (an owner went away, or Redis did): its old pieces are not served.
             task.cdn_host = msg.cdn_host;
             task.cdn_pieces.clear();
-            task.cdn_load = 0;
+            task.reset_cdn_load();
         }
         self.retry_held(&task_id);
     }

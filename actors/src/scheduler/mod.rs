@@ -131,7 +131,7 @@ impl PieceScheduler {
         let task = self.tasks.get_mut(task_id)?;
         let running = task.clients.get_mut(cid)?.running.remove(&n)?;
         match &running.source {
-            Source::Cdn => task.cdn_load = task.cdn_load.saturating_sub(1),
+            Source::Cdn => task.count_cdn_copy(n, false),
             Source::Peer(_) => {
                 // An address with nothing running is forgotten: hosts come and go for good.
                 if let Some(addr) = running.upload {

@@ -209,7 +209,7 @@ impl PieceScheduler {
             let mut upload = None;
             let a = match &source {
                 Source::Cdn => {
-                    task.cdn_load += 1;
+                    task.count_cdn_copy(n, true);
                     self.metrics.pieces_served.with_label_values(&["supernode"]).inc();
                     let here = || (super_cid.clone(), self.super_peer.clone(), super_ip.clone(), self.download_port);
                     let ((cid, peer_id, peer_ip, peer_port), path) = match &task.cdn_host {

@@ -199,12 +199,36 @@ pub(super) struct TaskState {
     pub clients: HashMap<ClientId, Client>,
     /// Pieces the supernode is serving right now.
     pub cdn_load: u32,
+    /// Of those, how many copies of each piece.
+    pub cdn_copies: HashMap<u64, u32>,
     pub last_access: Instant,
     /// Where its CDN pieces are served.
     pub cdn_host: CdnHost,
 }
 
 impl TaskState {
+    /// The supernode started (`true`) or stopped sending a copy of piece `n`.
+    pub fn count_cdn_copy(&mut self, n: u64, started: bool) {
+        if started {
+            self.cdn_load += 1;
+            *self.cdn_copies.entry(n).or_default() += 1;
+            return;
+        }
+        self.cdn_load = self.cdn_load.saturating_sub(1);
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.cdn_copies.entry(n) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// Nothing is being served by the supernode any more (a new run, a CDN that moved).
+    pub fn reset_cdn_load(&mut self) {
+        self.cdn_load = 0;
+        self.cdn_copies.clear();
+    }
+
     pub fn new(run_id: u64, now: Instant) -> Self {
         TaskState {
             run_id,
@@ -221,6 +245,7 @@ impl TaskState {
             holders: Vec::new(),
             clients: HashMap::new(),
             cdn_load: 0,
+            cdn_copies: HashMap::new(),
             last_access: now,
             cdn_host: CdnHost::Local,
         }
