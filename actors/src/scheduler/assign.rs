@@ -110,11 +110,13 @@ pub(super) fn decide(
                 source = Some(Source::Peer((*holder).clone()));
             }
         }
-        // A piece no peer holds yet that the supernode is already sending is not sent again:
-        // the client that gets it is a source as soon as it has it, and the supernode's upload
-        // goes to pieces nobody is getting.
+        // The supernode sends a piece only while no peer can: not when a peer that would serve
+        // this client holds it but is at its upload limit (a slot frees within a piece time,
+        // and a held poll takes it), and not a second time while its first copy, which makes a
+        // source, is on its way. Its upload then goes to pieces nobody has.
         let first_copy_running = cand.holders == 0 && task.cdn_copies.contains_key(&cand.num);
-        if source.is_none() && cdn_load < limits.cdn && !first_copy_running {
+        let peer_soon = source.is_none() && !cdn_only && has_busy_source(task, client, cid, cand.num, limits);
+        if source.is_none() && cdn_load < limits.cdn && !first_copy_running && !peer_soon {
             cdn_load += 1;
             source = Some(Source::Cdn);
         }
@@ -128,6 +130,17 @@ pub(super) fn decide(
     } else {
         Decision::Pieces(picks)
     }
+}
+
+/// Whether a holder of piece `n` would serve `client` but for its upload limit.
+fn has_busy_source(task: &TaskState, client: &Client, cid: &ClientId, n: u64, limits: &Limits) -> bool {
+    let Some(holders) = task.holders.get(n as usize) else { return false };
+    holders
+        .iter()
+        .take(SOURCES_CONSIDERED)
+        .filter(|h| *h != cid && !client.bad_sources.contains(*h))
+        .filter_map(|h| task.clients.get(h))
+        .any(|c| c.serves() && !c.is_down() && c.source_errors < limits.elimination)
 }
 
 /// Holders of piece `n` that may serve `client` now: (CID, uploader address, its load).
@@ -230,7 +243,9 @@ mod tests {
         t.cdn_load = 2;
         assert_eq!(decide_for(&t, 1, 4, &uploads), Decision::AllBusy, "all peers excluded, CDN at its limit");
         t.cdn_load = 0;
-        assert_eq!(decide_for(&t, 1, 4, &uploads), Decision::Pieces(vec![(0, Source::Cdn)]));
+        assert_eq!(decide_for(&t, 1, 4, &uploads), Decision::AllBusy, "client 4 would serve once a slot frees");
+        t.clients.get_mut(&cid(4)).unwrap().mark_down(Instant::now());
+        assert_eq!(decide_for(&t, 1, 4, &uploads), Decision::Pieces(vec![(0, Source::Cdn)]), "no peer would serve");
     }
 
     #[test]
