@@ -61,7 +61,7 @@ async fn killing_redis_mid_download_loses_no_download() {
         wait_pieces(&swarm, 3).await;
         redis.kill();
         for i in 0..3 {
-            eventually(Duration::from_secs(20), "each node says it is alone", || async {
+            eventually(Duration::from_secs(60), "each node says it is alone", || async {
                 let m = testkit::metrics(&nodes.node(i)).await;
                 m.get("dragonfly_supernode_cluster_healthy", &[]) == Some(0.0)
                     && m.get("dragonfly_supernode_cluster_members", &[]) == Some(1.0)
