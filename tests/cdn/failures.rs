@@ -13,6 +13,32 @@ use testkit::{data_path, dfget_body, download, eventually, first_poll, wait_done
 use crate::verify::verify_cached;
 use crate::{register_ok, register_url, suffixed, with, MIB, PAYLOAD};
 
+/// A source registered with an md5 hands out no piece before the whole of it matched: a piece
+/// handed out while it is written could come from a file that is then thrown away.
+#[actix_web::test]
+async fn pieces_of_a_source_with_an_md5_wait_for_the_whole_check() {
+    let s = testkit::start().await;
+    let origin = Origin::start().await;
+    // Two pieces; the pause comes after the first is written.
+    let content = salted_bytes(6 * MIB as usize, 22);
+    let right = hex(&Md5::digest(&content));
+    origin.add("/checked.bin", content);
+    origin.pause_after("/checked.bin", 5 * MIB);
+    let url = origin.url("/checked.bin");
+    let data = register_ok(&s, &with(dfget_body(&url, "c-1"), "md5", json!(right))).await;
+    let id = data["taskId"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(10), "the origin sent the part before its pause", || async {
+        origin.stats("/checked.bin").body_bytes >= 5 * MIB
+    })
+    .await;
+    let waiting = first_poll(&s, "c-1", &id).await;
+    assert_eq!(waiting["code"], 602, "nothing before the md5 matched: {waiting}");
+    origin.resume("/checked.bin");
+    wait_success(&s, &id, Duration::from_secs(20)).await;
+    let v = first_poll(&s, "c-1", &id).await;
+    assert_eq!(v["code"], 601, "every piece once it matched: {v}");
+}
+
 #[actix_web::test]
 async fn client_md5_is_checked() {
     let s = testkit::start().await;

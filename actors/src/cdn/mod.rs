@@ -152,7 +152,7 @@ impl CdnManager {
         });
         let result = match result {
             Ok(out) => {
-                if !out.fetched {
+                if !out.announced {
                     self.pieces.do_send(CdnPieces {
                         task_id: task_id.clone(),
                         run_id,

@@ -44,9 +44,12 @@ pub(super) struct RunOutput {
     pub real_md5: String,
     pub http_len: u64,
     pub file_length: u64,
-    /// The body was fetched into the temporary file (whose pieces were reported one by one),
-    /// rather than confirmed by a 304.
+    /// The body was fetched into the temporary file, rather than confirmed by a 304.
     pub fetched: bool,
+    /// Whether each piece was announced as it was written. A source with an expected md5 is
+    /// announced only once the whole of it matched: a piece handed out earlier could come
+    /// from a file that is then thrown away.
+    pub announced: bool,
 }
 
 type RunResult = Result<RunOutput, CdnFailure>;
@@ -183,8 +186,9 @@ async fn fetch(job: &RunJob, body: SourceBody, start: Start) -> RunResult {
     .await?;
     let reader = Arc::new(reader);
     job.manager.do_send(TempFileOpened { task_id: job.task_id.clone(), run_id: job.run_id, reader });
+    let announce = job.spec.md5.is_empty();
     // The kept pieces are servable at once.
-    for (n, digest) in resume.iter().flat_map(|p| p.pieces.iter().enumerate()) {
+    for (n, digest) in resume.iter().filter(|_| announce).flat_map(|p| p.pieces.iter().enumerate()) {
         let (piece_num, written) = (n as u64, (n as u64 + 1) * piece_size);
         let (task_id, run_id, digest) = (job.task_id.clone(), job.run_id, *digest);
         job.manager.do_send(PieceOnDisk { task_id, run_id, piece_size, piece_num, digest, written });
@@ -205,7 +209,16 @@ async fn fetch(job: &RunJob, body: SourceBody, start: Start) -> RunResult {
             resume,
         },
         move |piece_num, digest, written| {
-            manager.do_send(PieceOnDisk { task_id: task_id.clone(), run_id, piece_size, piece_num, digest, written });
+            if announce {
+                manager.do_send(PieceOnDisk {
+                    task_id: task_id.clone(),
+                    run_id,
+                    piece_size,
+                    piece_num,
+                    digest,
+                    written,
+                });
+            }
         },
     );
 
@@ -249,6 +262,7 @@ async fn fetch(job: &RunJob, body: SourceBody, start: Start) -> RunResult {
             http_len: written.http_len,
             file_length: written.file_length,
             fetched: true,
+            announced: announce,
         }),
         Err(e) => {
             job.metrics.cdn_download_failed.inc();
@@ -301,5 +315,6 @@ async fn reuse_cached(job: &RunJob, meta: FileMeta, report: impl Fn(Result<Sourc
         http_len: layout.http_len,
         file_length: layout.file_length(),
         fetched: false,
+        announced: false,
     })
 }
