@@ -49,15 +49,9 @@ async fn run() {
     let (task_id, pieces) = cache_task(&server, &url).await;
 
     let cfg = GenConfig {
-        control: server.control(),
-        conns,
-        clients,
-        url,
-        task_id,
         duration: Some(Duration::from_secs(secs)),
         rerun: Rerun::SameHost,
-        port_base: 20000,
-        tag: "load".into(),
+        ..GenConfig::piece_loop(server.control(), conns, clients, &url, &task_id, "load")
     };
     let reg_failures = gen::register_all(&cfg, &gen::client(conns)).await;
     let (_, rss_registered) = server.rss_kib();

@@ -74,15 +74,9 @@ async fn run() {
     let url = origin.url("/soak.bin");
     let (task_id, pieces) = cache_task(&server, &url).await;
     let cfg = GenConfig {
-        control: server.control(),
-        conns,
-        clients,
-        url,
-        task_id,
         duration: Some(Duration::from_secs(secs)),
         rerun: Rerun::NewHost,
-        port_base: 20000,
-        tag: "soak".into(),
+        ..GenConfig::piece_loop(server.control(), conns, clients, &url, &task_id, "soak")
     };
     let reg_failures = gen::register_all(&cfg, &gen::client(conns)).await;
     let (_, rss_registered) = server.rss_kib();

@@ -11,6 +11,15 @@ use supernode_actors::scheduler::SchedulerConfig;
 
 use super::{ConfigError, SecurityConfig, ServerConfig};
 
+/// The error that names `key` in the settings read from `file`.
+fn bad_key(file: Option<&Path>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Parse {
+        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
 /// The source policy of `[security]`; a rule that does not parse is an error naming its key
 /// (an unreadable policy must never turn into one that allows everything).
 pub fn source_policy(security: &SecurityConfig, file: Option<&Path>) -> Result<SourcePolicy, ConfigError> {
@@ -19,11 +28,7 @@ pub fn source_policy(security: &SecurityConfig, file: Option<&Path>) -> Result<S
             PolicyList::Allow => "source_allow",
             PolicyList::Deny => "source_deny",
         };
-        ConfigError::Parse {
-            path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-            key: format!("security.{list}[{}]", e.index),
-            message: e.error.to_string(),
-        }
+        bad_key(file, format!("security.{list}[{}]", e.index), e.error.to_string())
     })
 }
 
@@ -32,30 +37,18 @@ pub fn check_cluster(cluster: &ClusterConfig, file: Option<&Path>) -> Result<(),
     if !cluster.enabled() {
         return Ok(());
     }
-    let bad = |message: String| ConfigError::Parse {
-        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-        key: "cluster.redis_url".into(),
-        message,
-    };
     supernode_actors::cluster::RedisStore::new(&cluster.redis_url, &cluster.key_prefix)
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| bad_key(file, "cluster.redis_url", e.to_string()))?;
     if cluster.member_ttl <= cluster.renew_interval {
-        return Err(ConfigError::Parse {
-            path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-            key: "cluster.member_ttl".into(),
-            message: "must be longer than cluster.renew_interval, or members expire between renewals".into(),
-        });
+        let why = "must be longer than cluster.renew_interval, or members expire between renewals";
+        return Err(bad_key(file, "cluster.member_ttl", why));
     }
     Ok(())
 }
 
 /// A bandwidth cap the reserve leaves nothing of stops the start, naming the key.
 pub fn check_bandwidth(cdn: &CdnConfig, file: Option<&Path>) -> Result<(), ConfigError> {
-    cdn.source_rate().map(|_| ()).map_err(|message| ConfigError::Parse {
-        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-        key: "cdn.max_bandwidth".into(),
-        message,
-    })
+    cdn.source_rate().map(|_| ()).map_err(|message| bad_key(file, "cdn.max_bandwidth", message))
 }
 
 /// dfget gives a control call 5 s; a poll held for longer would fail it (and make it migrate).
@@ -64,20 +57,13 @@ pub fn check_poll_hold(scheduler: &SchedulerConfig, file: Option<&Path>) -> Resu
     if scheduler.poll_hold <= MOST {
         return Ok(());
     }
-    Err(ConfigError::Parse {
-        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-        key: "scheduler.poll_hold".into(),
-        message: format!("{:?} is too long: at most 3s, as dfget gives a poll 5 s", scheduler.poll_hold),
-    })
+    let why = format!("{:?} is too long: at most 3s, as dfget gives a poll 5 s", scheduler.poll_hold);
+    Err(bad_key(file, "scheduler.poll_hold", why))
 }
 
 /// An HTTPS port needs both PEM files, and the files need the port.
 pub fn check_tls(server: &ServerConfig, file: Option<&Path>) -> Result<(), ConfigError> {
-    let bad = |key: &str, message: &str| ConfigError::Parse {
-        path: file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(settings)")),
-        key: key.into(),
-        message: message.into(),
-    };
+    let bad = |key: &str, message: &str| bad_key(file, key, message);
     match (server.tls_port, &server.tls_cert_file, &server.tls_key_file) {
         (None, None, None) | (Some(_), Some(_), Some(_)) => Ok(()),
         (Some(_), None, _) => {

@@ -132,15 +132,25 @@ pub(super) fn decide(
     }
 }
 
+/// The holder `h`, if it would serve `client` (`cid`) leaving its upload limit aside: not the
+/// client itself, not failed for it, uploading at all, not down, not eliminated.
+fn would_serve<'a>(
+    task: &'a TaskState,
+    client: &Client,
+    cid: &ClientId,
+    h: &ClientId,
+    limits: &Limits,
+) -> Option<&'a Client> {
+    if h == cid || client.bad_sources.contains(h) {
+        return None;
+    }
+    task.clients.get(h).filter(|c| c.serves() && !c.is_down() && c.source_errors < limits.elimination)
+}
+
 /// Whether a holder of piece `n` would serve `client` but for its upload limit.
 fn has_busy_source(task: &TaskState, client: &Client, cid: &ClientId, n: u64, limits: &Limits) -> bool {
     let Some(holders) = task.holders.get(n as usize) else { return false };
-    holders
-        .iter()
-        .take(SOURCES_CONSIDERED)
-        .filter(|h| *h != cid && !client.bad_sources.contains(*h))
-        .filter_map(|h| task.clients.get(h))
-        .any(|c| c.serves() && !c.is_down() && c.source_errors < limits.elimination)
+    holders.iter().take(SOURCES_CONSIDERED).any(|h| would_serve(task, client, cid, h, limits).is_some())
 }
 
 /// Holders of piece `n` that may serve `client` now: (CID, uploader address, its load).
@@ -161,9 +171,7 @@ fn eligible_sources<'a>(
     let start = rng.gen_range(0..count);
     (0..count)
         .filter_map(|i| holders.get_index((start + i) % count))
-        .filter(|h| *h != cid && !client.bad_sources.contains(*h))
-        .filter_map(|h| task.clients.get(h).map(|c| (h, c)))
-        .filter(|(_, c)| c.serves() && !c.is_down() && c.source_errors < limits.elimination)
+        .filter_map(|h| Some((h, would_serve(task, client, cid, h, limits)?)))
         .map(|(h, c)| (h, c.addr(), load_of(c)))
         .filter(|(_, _, load)| *load < limits.up)
         .take(SOURCES_CONSIDERED)

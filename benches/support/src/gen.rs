@@ -47,8 +47,8 @@ pub struct GenConfig {
 
 impl GenConfig {
     /// dfget's piece loop for `clients` clients of task `task_id` (source `url`) at `control`,
-    /// each once to the end (no deadline, no reruns), uploader ports from 20000; `tag` keeps
-    /// the cids of one phase apart from another's.
+    /// each once to the end (no deadline, no reruns; set `duration` and `rerun` for timed runs),
+    /// uploader ports from 20000; `tag` keeps the cids of one phase apart from another's.
     pub fn piece_loop(control: SocketAddr, conns: usize, clients: usize, url: &str, task_id: &str, tag: &str) -> Self {
         GenConfig {
             control,
