@@ -5,7 +5,8 @@
 //!
 //! The server is the release binary in a child process (its VmHWM from /proc/<pid>/status is the
 //! peak RSS); the origin and the generator (`benchkit::gen`, BENCH_CONNS requests in
-//! flight, default 64) run here. Clients that finish (600) register again as a new dfget run
+//! flight, default one per client: every dfget is its own process with one request at a time, and
+//! with fewer connections a held poll would stall the clients queued behind it) run here. Clients that finish (600) register again as a new dfget run
 //! (new cid, same host and port), so the load never runs dry and every finished run stays on
 //! the task as a seed, as a real dfget's uploader does for a while.
 
@@ -40,7 +41,7 @@ fn sample_rss(pid: u32, stop: Rc<Cell<bool>>) -> actix_web::rt::task::JoinHandle
 async fn run() {
     let secs = env_u64("BENCH_SECONDS", 60);
     let clients = env_u64("BENCH_CLIENTS", 1000) as usize;
-    let conns = env_u64("BENCH_CONNS", 64) as usize;
+    let conns = env_u64("BENCH_CONNS", clients as u64) as usize;
     let size_mib = env_u64("BENCH_FILE_MIB", 64);
     let origin = spawn_origin(&[("/load.bin", 60, size_mib * MIB)]);
     let server = BinaryServer::start(env!("CARGO_BIN_EXE_supernode"));
@@ -121,7 +122,7 @@ async fn run() {
     md.push_str(&format!(
         "Server: the release binary as a child process (peak RSS = its `VmHWM`). {clients} simulated \
          dfget clients on one task (cached {size_mib} MiB, {pieces} pieces), {conns} requests in \
-         flight over keep-alive connections (generator: one thread in the bench process), for {secs} s: \
+         flight over keep-alive connections (one per client, as each dfget is its own process; generator: one thread in the bench process), for {secs} s: \
          `700/502`, then per piece `/peer/piece/suc` + `701/503`, re-poll on 602; a client that gets \
          600 registers again as a new dfget run (new cid), and its finished run stays on the task as \
          a seed — so the task's client count grows during the run. Every reply is checked (HTTP 200 \

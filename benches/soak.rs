@@ -1,7 +1,8 @@
 //! Soak: the `load_60s` workload for BENCH_SECONDS (default 600), where the original's
 //! supernodes died of memory that grew with dead peers.
 //!
-//! 1,000 simulated dfget clients re-download continuously, and every finished run's host
+//! 1,000 simulated dfget clients, each with its own connection (BENCH_CONNS, default one per
+//! client), re-download continuously, and every finished run's host
 //! vanishes without `/peer/service/down` (`Rerun::NewHost`): the next run is a new host, a
 //! piece later handed out from the vanished one fails (`701/500`), and only GC removes it.
 //! So finished runs pile up until GC's `peer_expire_time` (here BENCH_EXPIRE_SECS, default
@@ -65,7 +66,10 @@ async fn run() {
     let secs = env_u64("BENCH_SECONDS", 600);
     let expire = env_u64("BENCH_EXPIRE_SECS", 120);
     let clients = env_u64("BENCH_CLIENTS", 1000) as usize;
-    let conns = env_u64("BENCH_CONNS", 64) as usize;
+    // One request at a time per client, as every dfget is its own process: with fewer
+    // connections than clients, a held poll would stall other clients behind it, which no
+    // real swarm does.
+    let conns = env_u64("BENCH_CONNS", clients as u64) as usize;
     let origin = spawn_origin(&[("/soak.bin", 61, 64 * MIB)]);
     let meta = (expire / 6).max(5);
     let config = format!("[gc]\nmeta_interval = \"{meta}s\"\npeer_expire_time = \"{expire}s\"\n");
@@ -98,7 +102,7 @@ async fn run() {
         &load,
         &ping,
         &samples,
-        Setup { secs, expire, meta, clients, pieces, rss_idle, rss_registered, hwm, reg_failures },
+        Setup { secs, expire, meta, clients, conns, pieces, rss_idle, rss_registered, hwm, reg_failures },
     );
     println!("{md}");
     write_section("soak", &md);
@@ -109,6 +113,7 @@ struct Setup {
     expire: u64,
     meta: u64,
     clients: usize,
+    conns: usize,
     pieces: u64,
     rss_idle: u64,
     rss_registered: u64,
@@ -129,11 +134,11 @@ fn section(load: &GenResult, ping: &GenResult, samples: &[Sample], s: Setup) -> 
     md.push_str(&format!(
         "Server: the release binary with `[gc] peer_expire_time = \"{}s\"`, `meta_interval = \"{}s\"` (defaults \
          600 s and 120 s: shorter so that GC runs several times within the soak). The `load_60s` workload \
-         ({} clients, {} in flight, one cached 64 MiB task of {} pieces) except that every finished run's host \
+         ({} clients, {} requests in flight: one per client, as each dfget is its own process; one cached 64 MiB task of {} pieces) except that every finished run's host \
          vanishes without `/peer/service/down`: the client's next run registers as a new host, and a piece \
          later handed out from a vanished host's run is reported failed (`701/500`, as dfget reports a \
          refused connection), so only GC removes those runs. Every reply is checked.\n\n",
-        s.expire, s.meta, s.clients, 64, s.pieces
+        s.expire, s.meta, s.clients, s.conns, s.pieces
     ));
     md.push_str(&format!(
         "Totals: {} requests in {:.0} s = **{:.0} req/s**, **{errors} errors**, {} runs finished, {} pieces \

@@ -20,6 +20,10 @@ use crate::status::CdnStatus;
 /// piece may have thousands, and the work must not grow with them.
 const SOURCES_CONSIDERED: usize = 16;
 
+/// Holders looked at per piece in search of those eligible: most of a popular piece's
+/// holders may be busy or failed for this client, and a poll must not scan them all.
+const HOLDERS_SCANNED: usize = 64;
+
 /// The limits assignment works within (`[scheduler]`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
@@ -150,7 +154,7 @@ fn would_serve<'a>(
 /// Whether a holder of piece `n` would serve `client` but for its upload limit.
 fn has_busy_source(task: &TaskState, client: &Client, cid: &ClientId, n: u64, limits: &Limits) -> bool {
     let Some(holders) = task.holders.get(n as usize) else { return false };
-    holders.iter().take(SOURCES_CONSIDERED).any(|h| would_serve(task, client, cid, h, limits).is_some())
+    holders.iter().take(HOLDERS_SCANNED).any(|h| would_serve(task, client, cid, h, limits).is_some())
 }
 
 /// Holders of piece `n` that may serve `client` now: (CID, uploader address, its load).
@@ -169,7 +173,7 @@ fn eligible_sources<'a>(
         return Vec::new();
     }
     let start = rng.gen_range(0..count);
-    (0..count)
+    (0..count.min(HOLDERS_SCANNED))
         .filter_map(|i| holders.get_index((start + i) % count))
         .filter_map(|h| Some((h, would_serve(task, client, cid, h, limits)?)))
         .map(|(h, c)| (h, c.addr(), load_of(c)))
@@ -272,6 +276,20 @@ mod tests {
         assert_eq!(decide_for(&t, 3, 4, &HashMap::new()), Decision::Pieces(vec![(0, Source::Peer(cid(1)))]));
         t.count_cdn_copy(1, false);
         assert!(t.cdn_copies.is_empty() && t.cdn_load == 0, "every copy given back");
+    }
+
+    #[test]
+    fn an_eliminated_source_is_nobodys_holder() {
+        let mut t = task(2, 2);
+        hold(&mut t, 2, 0);
+        hold(&mut t, 2, 1);
+        for _ in 1..LIMITS.elimination {
+            t.count_source_error(&cid(2), LIMITS.elimination);
+        }
+        assert_eq!(t.holders[0].len(), 1, "one error short of elimination, still a holder");
+        t.count_source_error(&cid(2), LIMITS.elimination);
+        assert!(t.holders.iter().all(|h| h.is_empty()), "eliminated: no poll looks at it again");
+        assert_eq!(decide_for(&t, 1, 4, &HashMap::new()), Decision::Pieces(vec![(0, Source::Cdn), (1, Source::Cdn)]));
     }
 
     #[test]

@@ -16,6 +16,12 @@ use super::polls::{PollReply, WaitReason};
 use super::PieceScheduler;
 use crate::ids::{ClientId, TaskId};
 
+/// Held polls tried per change to a task, oldest first. A change (a piece written, a piece
+/// reported, a slot freed) serves a few polls; trying every held poll on every change made the
+/// work grow with held polls times changes, which saturated the actor at 1,000 clients. A
+/// poll tried in vain goes behind those not tried, and every poll is answered by `poll_hold`.
+const TRIED_PER_CHANGE: usize = 32;
+
 /// A poll waiting for something to hand out.
 pub(super) struct HeldPoll {
     cid: ClientId,
@@ -60,27 +66,35 @@ impl PieceScheduler {
         rx
     }
 
-    /// Something changed for `task_id`: every held poll that can now be given pieces (or a
-    /// final answer) gets it, oldest first; the rest keep waiting.
+    /// Something changed for `task_id`: up to [`TRIED_PER_CHANGE`] held polls, oldest first,
+    /// get pieces (or a final answer) if they now can; the rest keep waiting.
     pub(super) fn retry_held(&mut self, task_id: &TaskId) {
         let Some(list) = self.held.by_task.remove(task_id) else { return };
-        let mut still = Vec::with_capacity(list.len());
+        let mut untried = Vec::with_capacity(list.len());
+        let mut tried = Vec::new();
+        let mut attempts = 0;
         for held in list {
             if held.reply.is_closed() {
                 self.metrics.held_polls.dec();
                 continue;
             }
+            if attempts == TRIED_PER_CHANGE {
+                untried.push(held);
+                continue;
+            }
+            attempts += 1;
             let started = Instant::now();
             let reply = self.schedule(task_id, &held.cid, held.max);
             if reply.holdable() {
-                still.push(held);
+                tried.push(held);
                 continue;
             }
             self.observe_schedule(task_id, &held.cid, started);
             self.send_held(task_id, held, reply);
         }
-        if !still.is_empty() {
-            self.held.by_task.insert(task_id.clone(), still);
+        untried.append(&mut tried);
+        if !untried.is_empty() {
+            self.held.by_task.insert(task_id.clone(), untried);
         }
     }
 

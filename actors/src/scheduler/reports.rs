@@ -45,6 +45,7 @@ impl PieceScheduler {
             return;
         };
         let released = self.release(task_id, cid, n);
+        let elimination = self.config.elimination_limit;
         let Some(task) = self.tasks.get_mut(task_id) else { return };
         match result {
             PieceResult::Success | PieceResult::SemiSuccess => {
@@ -66,9 +67,7 @@ impl PieceScheduler {
                         c.bad_sources.insert(src.clone());
                         c.failures += 1;
                     }
-                    if let Some(s) = task.clients.get_mut(&src) {
-                        s.source_errors += 1;
-                    }
+                    task.count_source_error(&src, elimination);
                 }
             }
             PieceResult::Invalid => {}
@@ -102,7 +101,8 @@ impl Handler<PieceSuccess> for PieceScheduler {
                     c.last_seen = now;
                 }
             }
-            if task.clients.get(&msg.cid).is_some_and(|c| c.serves()) {
+            let elimination = self.config.elimination_limit;
+            if task.clients.get(&msg.cid).is_some_and(|c| c.serves() && c.source_errors < elimination) {
                 task.add_holder(n as usize, &msg.cid);
             }
         }
@@ -220,9 +220,7 @@ impl Handler<ReportPieceError> for PieceScheduler {
         if let Some(reporter) = task.clients.get_mut(&msg.reporter) {
             reporter.bad_sources.insert(dst_cid.clone());
         }
-        if let Some(src) = task.clients.get_mut(&dst_cid) {
-            src.source_errors += 1;
-        }
+        task.count_source_error(&dst_cid, self.config.elimination_limit);
         MessageResult(PieceErrorFollowUp::Nothing)
     }
 }

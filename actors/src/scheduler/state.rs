@@ -287,6 +287,16 @@ impl TaskState {
         self.holders[n].insert(cid.clone());
     }
 
+    /// `src` failed as a source once more; at `elimination` errors it is nobody's holder any
+    /// more, so that polls stop looking at it.
+    pub fn count_source_error(&mut self, src: &ClientId, elimination: u32) {
+        let Some(c) = self.clients.get_mut(src) else { return };
+        c.source_errors += 1;
+        if c.source_errors >= elimination {
+            self.forget_holder(src);
+        }
+    }
+
     pub fn forget_holder(&mut self, cid: &ClientId) {
         for h in &mut self.holders {
             h.swap_remove(cid);
