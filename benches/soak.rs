@@ -7,17 +7,20 @@
 //! piece later handed out from the vanished one fails (`701/500`), and only GC removes it.
 //! So finished runs pile up until GC's `peer_expire_time` (here BENCH_EXPIRE_SECS, default
 //! 120, so that GC is seen at work several times within the run; the default is 600 s).
-//! Figures: per-minute p99 and errors; the supernode's RSS, its client count and what GC
+//! Figures: per-minute p99 and errors; the supernode's RSS, its client count, the size of its
+//! `/metrics` page (series labelled by peer address must go with the peers) and what GC
 //! collected, sampled every 10 s; and the bound: bytes per live client (registration),
 //! bytes per finished run (RSS growth before the first collection, per run kept), and the
 //! plateau GC holds RSS at. Baseline, same run: `GET /_ping` for 60 s after the soak.
 
-use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use benchkit::gen::{self, GenConfig, GenResult, Rerun};
 use benchkit::report::{measured_line, note_start_load, write_section};
 use benchkit::*;
+use testkit::testbed::ControlClient;
 
 const SAMPLE: Duration = Duration::from_secs(10);
 
@@ -35,31 +38,42 @@ struct Sample {
     gc_peers: u64,
     /// Uploader addresses the scheduler counts uploads on.
     upload_addresses: u64,
+    /// Size of the `/metrics` page: series labelled by peer address must go with the peers.
+    metrics_bytes: u64,
 }
 
-async fn sample(server: &BinaryServer, started: Instant) -> Sample {
-    let m = testkit::metrics(server).await;
+/// One sample, read with a blocking client: the `/metrics` page grows with the hosts known
+/// and is read whole, off the generator's thread.
+fn sample(control: &ControlClient, pid: u32, started: Instant) -> Sample {
+    let (status, page) = control.get("/metrics");
+    assert_eq!(status, 200, "GET /metrics");
+    let m = testkit::Metrics::parse(&page);
     let get = |name: &str| m.get(name, &[]).unwrap_or(0.0) as u64;
     Sample {
         secs: started.elapsed().as_secs(),
-        rss_kib: server.rss_kib().1,
+        rss_kib: testkit::proc_rss(pid).1,
         clients: get("dragonfly_supernode_clients"),
         gc_peers: get("dragonfly_supernode_gc_peers_total"),
         upload_addresses: get("dragonfly_supernode_upload_addresses"),
+        metrics_bytes: page.len() as u64,
     }
 }
 
-/// Samples the server every [`SAMPLE`] until `stop` is set.
-async fn sample_while(server: &BinaryServer, stop: &Cell<bool>, out: &RefCell<Vec<Sample>>) {
-    let started = Instant::now();
-    while !stop.get() {
-        let s = sample(server, started).await;
-        out.borrow_mut().push(s);
-        let next = Instant::now() + SAMPLE;
-        while !stop.get() && Instant::now() < next {
-            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+/// Samples the server every [`SAMPLE`] on a thread of its own until `stop` is set.
+fn spawn_sampler(server: &BinaryServer, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Sample>> {
+    let (control, pid) = (ControlClient::new(server.control()), server.pid());
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            out.push(sample(&control, pid, started));
+            let next = Instant::now() + SAMPLE;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
-    }
+        out
+    })
 }
 
 async fn run() {
@@ -86,15 +100,11 @@ async fn run() {
     let (_, rss_registered) = server.rss_kib();
     println!("{clients} clients registered ({reg_failures} failures); soaking {secs} s, GC expiry {expire} s");
 
-    let stop = Cell::new(false);
-    let samples = RefCell::new(Vec::new());
-    let load = async {
-        let r = gen::run_scheduler(&cfg).await;
-        stop.set(true);
-        r
-    };
-    let (load, ()) = futures_util::join!(load, sample_while(&server, &stop, &samples));
-    let samples = samples.into_inner();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = spawn_sampler(&server, stop.clone());
+    let load = gen::run_scheduler(&cfg).await;
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.join().expect("the sampler thread");
     let (hwm, _) = server.rss_kib();
     let ping = gen::run_ping(server.control(), conns, None, Some(Duration::from_secs(60.min(secs)))).await;
 
@@ -199,10 +209,12 @@ fn bound(samples: &[Sample], s: &Setup) -> String {
     let over_time: Vec<String> = samples
         .iter()
         .step_by(3)
-        .map(|x| format!("{} s {:.0} MiB / {} clients", x.secs, mib(x.rss_kib), x.clients))
+        .map(|x| {
+            format!("{} s {:.0} MiB / {} clients / {} KiB", x.secs, mib(x.rss_kib), x.clients, x.metrics_bytes / 1024)
+        })
         .collect();
     format!(
-        "\nRSS and clients known every 30 s: {}.\n\n\
+        "\nRSS, clients known and the size of `/metrics` every 30 s: {}.\n\n\
          Bound: RSS {:.1} MiB idle, {:.1} MiB with the {} clients registered (**{:.0} bytes per live client**). \
          Until the first collection every finished run stays on the task: RSS grew **{:.0} bytes per run kept**. \
          GC removes a vanished host's runs {} s after it was last heard from, so at most about \

@@ -2,6 +2,9 @@
 //! plus this project's gauges. One `Metrics` per server, registered in its own registry,
 //! so several servers in one test process do not mix their figures.
 
+use std::collections::HashMap;
+
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     exponential_buckets, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -229,6 +232,33 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Drops every series labelled with peer `ip`, once no registered peer has that address:
+    /// where hosts come and go (new pod addresses), the series would otherwise grow for as long
+    /// as the process lives, which no scrape needs.
+    pub fn forget_peer(&self, ip: &str) {
+        let _ = self.peers.remove_label_values(&[ip]);
+        let _ = self.schedule_duration_ms.remove_label_values(&[ip]);
+        remove_series_of_peer(&self.dfget_duration, ip);
+        remove_series_of_peer(&self.dfget_size_bytes, ip);
+        remove_series_of_peer(&self.dfget_download, ip);
+        remove_series_of_peer(&self.dfget_failed, ip);
+    }
+}
+
+/// Removes the series of `vec` whose `peer` label is `ip`, whatever its other labels.
+fn remove_series_of_peer<T: MetricVecBuilder>(vec: &MetricVec<T>, ip: &str) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> =
+                metric.get_label().iter().map(|l| (l.get_name(), l.get_value())).collect();
+            if labels.get("peer") == Some(&ip) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -242,5 +272,22 @@ mod tests {
         let m = super::Metrics::try_new().unwrap();
         m.tasks_registered.inc();
         assert!(!m.registry.gather().is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_peer_leaves_no_series() {
+        let m = super::Metrics::try_new().unwrap();
+        for ip in ["10.0.0.1", "10.0.0.2"] {
+            m.peers.with_label_values(&[ip]).inc();
+            m.schedule_duration_ms.with_label_values(&[ip]).observe(0.1);
+            m.dfget_download.with_label_values(&["harbor", ip]).inc();
+            m.dfget_download.with_label_values(&["dfdaemon", ip]).inc();
+            m.dfget_failed.with_label_values(&["harbor", ip, "no space"]).inc();
+        }
+        m.forget_peer("10.0.0.1");
+        let text = prometheus::TextEncoder::new().encode_to_string(&m.registry.gather()).unwrap();
+        assert!(!text.contains("10.0.0.1"), "{text}");
+        // its gauge, three counters and the 14 lines of its schedule histogram
+        assert_eq!(text.matches("peer=\"10.0.0.2\"").count(), 18, "the other peer's series stay: {text}");
     }
 }

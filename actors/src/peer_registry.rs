@@ -118,7 +118,12 @@ impl PeerRegistry {
 
     fn remove(&mut self, id: &PeerId) -> Option<PeerInfo> {
         let e = self.peers.remove(id)?;
-        self.metrics.peers.with_label_values(&[&e.info.ip.to_string()]).dec();
+        let ip = e.info.ip.to_string();
+        let on_this_ip = self.metrics.peers.with_label_values(&[&ip]);
+        on_this_ip.dec();
+        if on_this_ip.get() <= 0 {
+            self.metrics.forget_peer(&ip);
+        }
         Some(e.info)
     }
 }

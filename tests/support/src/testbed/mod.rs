@@ -17,12 +17,14 @@
 //!
 //! By concern: `net` (namespaces, veths, the bridge, addresses), `shaping` (rates and `tbf`),
 //! `namespace_exec` (commands and threads inside a host), `cleanup` (taking it down), the hosts
-//! (`origin_host`, `supernode_host`, `peers`, and `direct` for the curl baseline), and
+//! (`origin_host`, `supernode_host`, `peers`, and `direct` for the curl baseline), `ingest`
+//! (the CDN's fetch against curl on the supernode host), and
 //! `figures` (what a run measured).
 
 mod cleanup;
 mod direct;
 mod figures;
+mod ingest;
 mod namespace_exec;
 mod net;
 mod origin_host;
@@ -34,11 +36,12 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use figures::{process_cpu_secs, CpuUse, DirectRun, PeerRun, RunLinks, SwarmRun, CPU_BOUND_SHARE};
+pub use ingest::IngestRun;
 pub use net::{Host, HostRole, Unavailable, MAX_PEERS, SUBNET};
 pub use origin_host::OriginHost;
 pub use peers::{run_host_role_if_asked, PEER_ROLE_ARG};
 pub use shaping::{Link, Rate};
-pub use supernode_host::{SupernodeHost, CONTROL_PORT, DOWNLOAD_PORT};
+pub use supernode_host::{ControlClient, SupernodeHost, CONTROL_PORT, DOWNLOAD_PORT};
 
 use figures::{link_tx_bytes, CpuSample};
 use net::Network;

@@ -66,24 +66,66 @@ impl SupernodeHost {
     /// `GET path` on the control API from the supernode's own host (e.g. `/metrics`): the
     /// status and the body.
     pub fn get(&self, path: &str) -> (u16, String) {
-        let (addr, target) = (self.control, path.to_string());
-        thread_in(&self.namespace, "testbed-control", move || http_get(addr, &target))
+        let path = path.to_string();
+        self.on_host(move |control| control.get(&path))
+    }
+
+    /// Runs `f` on a thread inside the supernode's host, with a client of its control API.
+    pub fn on_host<T: Send + 'static>(&self, f: impl FnOnce(&ControlClient) -> T + Send + 'static) -> T {
+        let control = ControlClient::new(self.control);
+        thread_in(&self.namespace, "testbed-control", move || f(&control))
             .join()
-            .unwrap_or_else(|_| panic!("GET {path} on the supernode"))
+            .unwrap_or_else(|_| panic!("a request to the supernode's control API failed"))
     }
 }
 
-/// One `GET` on a fresh connection, read to its close.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("a read timeout");
-    // HTTP/1.0: the body comes whole (never chunked) and ends with the connection
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let reply = String::from_utf8_lossy(&reply).into_owned();
+/// Blocking requests to a control API, each on a fresh connection, read whole however large
+/// (e.g. `/metrics` with many peers). In the testbed, usable only on a thread inside the
+/// supernode's host ([`SupernodeHost::on_host`]).
+pub struct ControlClient {
+    addr: SocketAddr,
+}
+
+impl ControlClient {
+    /// A client of the control API at `addr` (a loopback server, or one in the thread's own
+    /// network namespace).
+    pub fn new(addr: SocketAddr) -> ControlClient {
+        ControlClient { addr }
+    }
+
+    /// `GET path`: the status and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path, None)
+    }
+
+    /// `POST path` with a JSON body (dfget's content type): the status and the body.
+    pub fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+        self.request("POST", path, Some(("application/json;charset=utf-8", body)))
+    }
+
+    /// One request, read to the connection's close.
+    fn request(&self, method: &str, path: &str, body: Option<(&str, &str)>) -> (u16, String) {
+        let addr = self.addr;
+        let mut stream =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("a read timeout");
+        // HTTP/1.0: the body comes whole (never chunked) and ends with the connection
+        let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+        if let Some((content_type, body)) = body {
+            request.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        } else {
+            request.push_str("\r\n");
+        }
+        stream.write_all(request.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        parse_reply(&reply)
+    }
+}
+
+/// The status and the body of an HTTP/1.0 reply.
+fn parse_reply(reply: &[u8]) -> (u16, String) {
+    let reply = String::from_utf8_lossy(reply).into_owned();
     let status = reply.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)

@@ -11,11 +11,15 @@
 //! * `BENCH_NET_CASES` [`64@50M,256@200M`]: file MiB @ origin rate, each run for every N of
 //! * `BENCH_NET_HOSTS` [`1,4,16`];
 //! * `BENCH_NET_BIG` [`1024@1G`] on `BENCH_NET_BIG_HOSTS` [`16`] hosts (empty: none);
+//! * `BENCH_NET_INGEST` [`1024@1G`]: CDN ingest against curl, source MiB @ origin rate, each
+//!   `BENCH_NET_INGEST_REPS` [`3`] times (empty: none);
 //! * `BENCH_NET_PEER_RATE`, `BENCH_NET_SUPERNODE_RATE` [`1G`]: both directions of those links;
 //! * `BENCH_NET_SUPERNODE_CONFIG`: a config file for the supernode (`--config`);
 //! * `BENCH_NET_SCRATCH` [temp dir]: where caches and downloads go;
 //! * `BENCH_NET_DUMP` : a directory that gets every swarm's peer reports as JSON (piece
 //!   timelines: who fetched which piece from whom, when).
+
+mod ingest;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -77,14 +81,28 @@ fn free_bytes(dir: &std::path::Path) -> u64 {
     kib.unwrap_or(0) * 1024
 }
 
+/// Why `what` cannot run, when `dir` has less than `needed` bytes free (also printed).
+fn short_of_space(dir: &std::path::Path, needed: u64, what: &str) -> Option<String> {
+    if free_bytes(dir) >= needed {
+        return None;
+    }
+    let why = format!("{what}: less than {} MiB free in {dir:?}", needed / MIB);
+    println!("SKIPPED {why}");
+    Some(why)
+}
+
 fn main() {
     run_host_role_if_asked();
     note_start_load();
     let hosts = host_counts("BENCH_NET_HOSTS", "1,4,16");
     let mut cases = parse_cases("BENCH_NET_CASES", "64@50M,256@200M", &hosts);
     cases.extend(parse_cases("BENCH_NET_BIG", "1024@1G", &host_counts("BENCH_NET_BIG_HOSTS", "16")));
-    let most_hosts = cases.iter().flat_map(|c| c.hosts.iter().copied()).max().expect("at least one case");
-    let mut spec = TestbedSpec::new(most_hosts, cases[0].origin_up);
+    let ingest_reps = env_text("BENCH_NET_INGEST_REPS", "3").parse().expect("BENCH_NET_INGEST_REPS: a count");
+    let ingest_cases = ingest::parse_ingest_cases("BENCH_NET_INGEST", "1024@1G", ingest_reps);
+    let most_hosts = cases.iter().flat_map(|c| c.hosts.iter().copied()).max().unwrap_or(1);
+    let first_rate = cases.first().map(|c| c.origin_up).or(ingest_cases.first().map(|c| c.origin_up));
+    let mut spec =
+        TestbedSpec::new(most_hosts, first_rate.expect("BENCH_NET_CASES, BENCH_NET_BIG or BENCH_NET_INGEST"));
     spec.peer = Link::symmetric(env_rate("BENCH_NET_PEER_RATE", "1G"));
     spec.supernode = Link::symmetric(env_rate("BENCH_NET_SUPERNODE_RATE", "1G"));
     if let Ok(dir) = std::env::var("BENCH_NET_SCRATCH") {
@@ -109,10 +127,7 @@ fn main() {
             let len = case.file_mib * MIB;
             // the swarm's outputs, the cache, then the direct downloads' outputs, and a margin
             let needed = (n as u64 + 1) * len + 2048 * MIB;
-            if free_bytes(&spec.scratch) < needed {
-                let why =
-                    format!("{} MiB × {n}: less than {} MiB free in {:?}", case.file_mib, needed / MIB, spec.scratch);
-                println!("SKIPPED {why}");
+            if let Some(why) = short_of_space(&spec.scratch, needed, &format!("{} MiB × {n}", case.file_mib)) {
                 skipped.push(why);
                 continue;
             }
@@ -143,7 +158,18 @@ fn main() {
             rows.push(Row { case: case.clone(), hosts: n, swarm, direct });
         }
     }
-    let md = section(&rows, &skipped, &spec, config.as_deref());
+    let mut ingests = Vec::new();
+    for case in &ingest_cases {
+        let needed = 2 * case.file_mib * MIB + 2048 * MIB;
+        if let Some(why) = short_of_space(&spec.scratch, needed, &format!("ingest of {} MiB", case.file_mib)) {
+            skipped.push(why);
+            continue;
+        }
+        let start = |t: &Testbed| t.start_supernode(env!("CARGO_BIN_EXE_supernode"), &supernode_args);
+        ingests.push((case.clone(), ingest::run_case(&mut testbed, &spec, case, start)));
+    }
+    let mut md = section(&rows, &skipped, &spec, config.as_deref());
+    ingest::write_ingest(&mut md, &ingests, spec.supernode);
     println!("{md}");
     write_section("p2p_network", &md);
 }
