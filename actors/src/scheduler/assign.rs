@@ -20,6 +20,12 @@ use crate::status::CdnStatus;
 /// piece may have thousands, and the work must not grow with them.
 const SOURCES_CONSIDERED: usize = 16;
 
+/// Copies of one piece one peer sends at once. A new piece that many clients want then
+/// spreads as a tree of copies at a holder's full link rate (each new holder serving the next
+/// two) instead of a star of five sharing one link, which a swarm waits on for every piece.
+/// A peer still serves up to `peer_up_limit` uploads of different pieces.
+const COPIES_PER_HOLDER: u32 = 2;
+
 /// Holders looked at per piece in search of those eligible: most of a popular piece's
 /// holders may be busy or failed for this client, and a poll must not scan them all.
 const HOLDERS_SCANNED: usize = 64;
@@ -151,13 +157,14 @@ fn would_serve<'a>(
     task.clients.get(h).filter(|c| c.serves() && !c.is_down() && c.source_errors < limits.elimination)
 }
 
-/// Whether a holder of piece `n` would serve `client` but for its upload limit.
+/// Whether a holder of piece `n` would serve `client` but for its upload limits.
 fn has_busy_source(task: &TaskState, client: &Client, cid: &ClientId, n: u64, limits: &Limits) -> bool {
     let Some(holders) = task.holders.get(n as usize) else { return false };
     holders.iter().take(HOLDERS_SCANNED).any(|h| would_serve(task, client, cid, h, limits).is_some())
 }
 
-/// Holders of piece `n` that may serve `client` now: (CID, uploader address, its load).
+/// Holders of piece `n` that may serve `client` now (under the upload limit, sending fewer
+/// than [`COPIES_PER_HOLDER`] copies of it): (CID, uploader address, its load).
 fn eligible_sources<'a>(
     task: &'a TaskState,
     client: &Client,
@@ -176,6 +183,7 @@ fn eligible_sources<'a>(
     (0..count.min(HOLDERS_SCANNED))
         .filter_map(|i| holders.get_index((start + i) % count))
         .filter_map(|h| Some((h, would_serve(task, client, cid, h, limits)?)))
+        .filter(|(h, _)| task.piece_uploads_of(n, h) < COPIES_PER_HOLDER)
         .map(|(h, c)| (h, c.addr(), load_of(c)))
         .filter(|(_, _, load)| *load < limits.up)
         .take(SOURCES_CONSIDERED)
@@ -276,6 +284,29 @@ mod tests {
         assert_eq!(decide_for(&t, 3, 4, &HashMap::new()), Decision::Pieces(vec![(0, Source::Peer(cid(1)))]));
         t.count_cdn_copy(1, false);
         assert!(t.cdn_copies.is_empty() && t.cdn_load == 0, "every copy given back");
+    }
+
+    #[test]
+    fn a_holder_sends_two_copies_of_a_piece_at_once() {
+        let mut t = task(2, 4);
+        hold(&mut t, 2, 0);
+        hold(&mut t, 2, 1);
+        t.count_piece_upload(0, &cid(2), true);
+        t.count_piece_upload(0, &cid(2), true);
+        assert_eq!(
+            decide_for(&t, 1, 4, &HashMap::new()),
+            Decision::Pieces(vec![(1, Source::Peer(cid(2)))]),
+            "two copies of piece 0 on their way from client 2; the supernode leaves it to client 2's next slot"
+        );
+        hold(&mut t, 3, 0);
+        assert_eq!(
+            decide_for(&t, 4, 4, &HashMap::new()),
+            Decision::Pieces(vec![(1, Source::Peer(cid(2))), (0, Source::Peer(cid(3)))]),
+            "piece 0 from the holder that sends none of it yet"
+        );
+        t.count_piece_upload(0, &cid(2), false);
+        t.count_piece_upload(0, &cid(2), false);
+        assert!(t.piece_uploads.is_empty(), "every copy given back");
     }
 
     #[test]

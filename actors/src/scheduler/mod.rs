@@ -132,7 +132,8 @@ impl PieceScheduler {
         let running = task.clients.get_mut(cid)?.running.remove(&n)?;
         match &running.source {
             Source::Cdn => task.count_cdn_copy(n, false),
-            Source::Peer(_) => {
+            Source::Peer(src) => {
+                task.count_piece_upload(n, src, false);
                 // An address with nothing running is forgotten: hosts come and go for good.
                 if let Some(addr) = running.upload {
                     if let Entry::Occupied(mut load) = self.uploads.entry(addr) {

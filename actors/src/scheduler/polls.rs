@@ -233,6 +233,10 @@ impl PieceScheduler {
                 }
                 Source::Peer(src) => {
                     self.metrics.pieces_served.with_label_values(&["peer"]).inc();
+                    if !task.clients.contains_key(src) {
+                        continue;
+                    }
+                    task.count_piece_upload(n, src, true);
                     let Some(s) = task.clients.get(src) else { continue };
                     upload = Some(s.addr());
                     *self.uploads.entry(s.addr()).or_default() += 1;

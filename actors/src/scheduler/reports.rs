@@ -49,9 +49,17 @@ impl PieceScheduler {
         let Some(task) = self.tasks.get_mut(task_id) else { return };
         match result {
             PieceResult::Success | PieceResult::SemiSuccess => {
+                let mut source = false;
                 if let Some(c) = task.clients.get_mut(cid) {
                     c.mark_have(n);
                     c.failures = 0;
+                    source = c.serves() && c.source_errors < elimination;
+                }
+                // A source from now on, whichever of dfget's two reports (this poll or
+                // `/peer/piece/suc`) comes first: until then the piece's first copy counts as
+                // done with nobody holding it, and the supernode would send it again.
+                if source {
+                    task.add_holder(n as usize, cid);
                 }
                 self.changed(task_id, cid);
             }

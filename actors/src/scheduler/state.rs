@@ -201,6 +201,8 @@ pub(super) struct TaskState {
     pub cdn_load: u32,
     /// Of those, how many copies of each piece.
     pub cdn_copies: HashMap<u64, u32>,
+    /// Copies of a piece each peer is sending right now, by (piece, holder).
+    pub piece_uploads: HashMap<(u64, ClientId), u32>,
     pub last_access: Instant,
     /// Where its CDN pieces are served.
     pub cdn_host: CdnHost,
@@ -224,6 +226,24 @@ impl TaskState {
     }
 
     /// Nothing is being served by the supernode any more (a new run, a CDN that moved).
+    /// A copy of piece `n` from holder `src` started (`started`) or ended.
+    pub fn count_piece_upload(&mut self, n: u64, src: &ClientId, started: bool) {
+        let key = (n, src.clone());
+        if started {
+            *self.piece_uploads.entry(key).or_default() += 1;
+        } else if let std::collections::hash_map::Entry::Occupied(mut e) = self.piece_uploads.entry(key) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// Copies of piece `n` that holder `src` is sending now.
+    pub fn piece_uploads_of(&self, n: u64, src: &ClientId) -> u32 {
+        self.piece_uploads.get(&(n, src.clone())).copied().unwrap_or(0)
+    }
+
     pub fn reset_cdn_load(&mut self) {
         self.cdn_load = 0;
         self.cdn_copies.clear();
@@ -246,6 +266,7 @@ impl TaskState {
             clients: HashMap::new(),
             cdn_load: 0,
             cdn_copies: HashMap::new(),
+            piece_uploads: HashMap::new(),
             last_access: now,
             cdn_host: CdnHost::Local,
         }

@@ -149,7 +149,11 @@ impl RunLinks {
 pub struct PeerRun {
     /// Which peer host (0-based).
     pub host: usize,
-    /// From the start of the run (the first peer process started) to this host's last byte.
+    /// From the start of the run (the first peer process started) to this host's last byte
+    /// (the last of its pieces written).
+    pub last_byte_after: Duration,
+    /// From the start of the run to the end of this host's dfget run: after its last byte,
+    /// dfget checks the whole file's md5 and reports its last pieces.
     pub finished_after: Duration,
     /// What dfget-sim reported (its upload counters are final: taken when the uploader stopped).
     pub report: Report,
@@ -166,6 +170,9 @@ pub struct SwarmRun {
     pub links: RunLinks,
     /// From the start of the first peer process to the last host's last byte.
     pub wall: Duration,
+    /// From the start of the first peer process until every host's dfget run ended (each has
+    /// checked its whole file's md5; on the testbed every host does that on the same cores).
+    pub verified: Duration,
     pub peers: Vec<PeerRun>,
     /// Body bytes the origin sent for the file during the run.
     pub origin_bytes: u64,
@@ -223,9 +230,9 @@ impl SwarmRun {
         self.waits() as f64 / self.polls().max(1) as f64
     }
 
-    /// The peer host that finished last.
+    /// The peer host that got its last byte last.
     pub fn slowest(&self) -> &PeerRun {
-        self.peers.iter().max_by_key(|p| p.finished_after).expect("a run has peers")
+        self.peers.iter().max_by_key(|p| p.last_byte_after).expect("a run has peers")
     }
 
     /// CPU seconds the peer processes used up to the end of the last download (they are

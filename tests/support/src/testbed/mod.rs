@@ -174,15 +174,20 @@ impl Testbed {
             .into_iter()
             .map(|o| {
                 let report = o.report.unwrap_or_else(|e| panic!("peer {}: {e}\n--- its stderr:\n{}", o.index, o.log));
-                let finished_after = Duration::from_millis(report.finished_at_ms.saturating_sub(started_at_ms));
-                PeerRun { host: o.index, finished_after, report, log: o.log, cpu_secs: o.cpu_secs }
+                let after = |ms: u64| Duration::from_millis(ms.saturating_sub(started_at_ms));
+                let last_written = report.stats.fetched.iter().map(|f| f.written_at_ms).max();
+                let finished_after = after(report.finished_at_ms);
+                let last_byte_after = last_written.map_or(finished_after, after);
+                PeerRun { host: o.index, last_byte_after, finished_after, report, log: o.log, cpu_secs: o.cpu_secs }
             })
             .collect();
-        let wall = runs.iter().map(|r| r.finished_after).max().unwrap_or_default();
+        let wall = runs.iter().map(|r| r.last_byte_after).max().unwrap_or_default();
+        let verified = runs.iter().map(|r| r.finished_after).max().unwrap_or_default();
         SwarmRun {
             file_len,
             links: self.run_links(),
             wall,
+            verified,
             peers: runs,
             origin_bytes,
             supernode_link_bytes: sn_after - sn_before,
