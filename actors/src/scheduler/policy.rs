@@ -34,18 +34,29 @@ pub trait HandOutPolicy: Send {
     }
 }
 
-/// Rarest first, then nearest to the mean of the running pieces, ties at random.
+/// How far past its first missing piece a client's pieces may run ahead before that gap comes
+/// first. While the CDN is still writing, a new piece is always rarer than an old one others
+/// hold, so by rarity alone a client's old gaps wait until the end: its file is then a sparse
+/// spread of pieces rather than a prefix that grows (which a client hashing as it goes, or
+/// handing its file on, needs).
+const AHEAD_OF_FIRST_GAP: u64 = 32;
+
+/// Rarest first among the pieces within [`AHEAD_OF_FIRST_GAP`] of the client's first missing
+/// piece, then the rest; each group rarest first, then nearest to the mean of the running
+/// pieces, ties at random.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RarestFirst;
 
 impl HandOutPolicy for RarestFirst {
     fn order(&self, candidates: &mut Vec<CandidatePiece>, running: &[u64], rng: &mut dyn RngCore) {
         let centre = if running.is_empty() { 0 } else { running.iter().sum::<u64>() / running.len() as u64 };
-        let mut keyed: Vec<(usize, u64, u32, CandidatePiece)> =
-            candidates.iter().map(|c| (c.holders, c.num.abs_diff(centre), rng.gen::<u32>(), *c)).collect();
-        keyed.sort_unstable_by_key(|k| (k.0, k.1, k.2));
+        let first_gap = candidates.iter().map(|c| c.num).chain(running.iter().copied()).min().unwrap_or(0);
+        let beyond = |c: &CandidatePiece| c.num >= first_gap + AHEAD_OF_FIRST_GAP;
+        let mut keyed: Vec<(bool, usize, u64, u32, CandidatePiece)> =
+            candidates.iter().map(|c| (beyond(c), c.holders, c.num.abs_diff(centre), rng.gen::<u32>(), *c)).collect();
+        keyed.sort_unstable_by_key(|k| (k.0, k.1, k.2, k.3));
         candidates.clear();
-        candidates.extend(keyed.into_iter().map(|k| k.3));
+        candidates.extend(keyed.into_iter().map(|k| k.4));
     }
 }
 
@@ -79,6 +90,18 @@ mod tests {
         RarestFirst.order(&mut c, &[4, 6], &mut StepRng::new(0, 1));
         let order: Vec<u64> = c.iter().map(|p| p.num).collect();
         assert_eq!(order, [5, 9, 1, 0]);
+    }
+
+    #[test]
+    fn an_old_gap_comes_before_rarer_pieces_far_ahead_of_it() {
+        let far = AHEAD_OF_FIRST_GAP + 3;
+        let mut c = vec![
+            CandidatePiece { num: far, holders: 0 },
+            CandidatePiece { num: 2, holders: 3 },
+            CandidatePiece { num: far + 1, holders: 1 },
+        ];
+        RarestFirst.order(&mut c, &[far - 1], &mut StepRng::new(0, 1));
+        assert_eq!(c.iter().map(|p| p.num).collect::<Vec<_>>(), [2, far, far + 1]);
     }
 
     #[test]
