@@ -5,10 +5,11 @@
 //!
 //! The server is the release binary in a child process (its VmHWM from /proc/<pid>/status is the
 //! peak RSS); the origin and the generator (`benchkit::gen`, BENCH_CONNS requests in
-//! flight, default one per client: every dfget is its own process with one request at a time, and
-//! with fewer connections a held poll would stall the clients queued behind it) run here. Clients that finish (600) register again as a new dfget run
-//! (new cid, same host and port), so the load never runs dry and every finished run stays on
-//! the task as a seed, as a real dfget's uploader does for a while.
+//! flight, default one per client: every dfget is its own process with one request at a time,
+//! and with fewer connections a held poll would stall the clients queued behind it) run here.
+//! Clients that finish (600) register again as a new dfget run (new cid, same host and port),
+//! so the load never runs dry and every finished run stays on the task as a seed, as a real
+//! dfget's uploader does for a while.
 
 use std::cell::Cell;
 use std::rc::Rc;

@@ -2,9 +2,9 @@
 //! plus this project's gauges. One `Metrics` per server, registered in its own registry,
 //! so several servers in one test process do not mix their figures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 
-use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     exponential_buckets, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -52,6 +52,24 @@ pub struct Metrics {
     pub cluster_healthy: IntGauge,
     pub cluster_members: IntGauge,
     pub build_info: GaugeVec,
+    /// The dfget series of each peer address, so that they go with its last peer without a
+    /// scan of every series (a deployment has one per host that ever reported).
+    dfget_series: Mutex<HashMap<String, HashSet<DfgetSeries>>>,
+}
+
+/// The labels besides `peer` of one address's dfget series.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DfgetSeries {
+    call_system: String,
+    /// `Some` for the failure counter's series, which also has a `reason`.
+    failed_reason: Option<String>,
+}
+
+/// How one dfget run ended, as its end-of-run report says.
+#[derive(Debug, Clone, Copy)]
+pub enum DfgetOutcome<'a> {
+    Succeeded { seconds: f64, bytes: u64 },
+    Failed { backsource_reason: &'a str },
 }
 
 fn sn(name: &str, help: &str) -> Opts {
@@ -179,6 +197,7 @@ impl Metrics {
                 "cluster_members",
                 "live supernodes in the cluster, this one included",
             ))?,
+            dfget_series: Mutex::default(),
             build_info: GaugeVec::new(
                 sn("build_info", "build identity"),
                 &["version", "revision", "os", "arch", "goversion"],
@@ -233,27 +252,48 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Counts one dfget run's end-of-run report under its caller and address.
+    pub fn count_dfget_run(&self, call_system: &str, ip: &str, outcome: DfgetOutcome<'_>) {
+        let labels = [call_system, ip];
+        self.dfget_download.with_label_values(&labels).inc();
+        let failed_reason = match outcome {
+            DfgetOutcome::Succeeded { seconds, bytes } => {
+                self.dfget_duration.with_label_values(&labels).observe(seconds);
+                self.dfget_size_bytes.with_label_values(&labels).inc_by(bytes);
+                None
+            }
+            DfgetOutcome::Failed { backsource_reason } => {
+                self.dfget_failed.with_label_values(&[call_system, ip, backsource_reason]).inc();
+                self.dfgettasks_failed.with_label_values(&[call_system]).inc();
+                Some(backsource_reason.to_string())
+            }
+        };
+        let mut series = self.dfget_series.lock().unwrap_or_else(PoisonError::into_inner);
+        let of_ip = series.entry(ip.to_string()).or_default();
+        of_ip.insert(DfgetSeries { call_system: call_system.to_string(), failed_reason: None });
+        if failed_reason.is_some() {
+            of_ip.insert(DfgetSeries { call_system: call_system.to_string(), failed_reason });
+        }
+    }
+
     /// Drops every series labelled with peer `ip`, once no registered peer has that address:
     /// where hosts come and go (new pod addresses), the series would otherwise grow for as long
     /// as the process lives, which no scrape needs.
     pub fn forget_peer(&self, ip: &str) {
         let _ = self.peers.remove_label_values(&[ip]);
         let _ = self.schedule_duration_ms.remove_label_values(&[ip]);
-        remove_series_of_peer(&self.dfget_duration, ip);
-        remove_series_of_peer(&self.dfget_size_bytes, ip);
-        remove_series_of_peer(&self.dfget_download, ip);
-        remove_series_of_peer(&self.dfget_failed, ip);
-    }
-}
-
-/// Removes the series of `vec` whose `peer` label is `ip`, whatever its other labels.
-fn remove_series_of_peer<T: MetricVecBuilder>(vec: &MetricVec<T>, ip: &str) {
-    for family in vec.collect() {
-        for metric in family.get_metric() {
-            let labels: HashMap<&str, &str> =
-                metric.get_label().iter().map(|l| (l.get_name(), l.get_value())).collect();
-            if labels.get("peer") == Some(&ip) {
-                let _ = vec.remove(&labels);
+        let removed = self.dfget_series.lock().unwrap_or_else(PoisonError::into_inner).remove(ip);
+        for series in removed.into_iter().flatten() {
+            let labels = [series.call_system.as_str(), ip];
+            match &series.failed_reason {
+                Some(reason) => {
+                    let _ = self.dfget_failed.remove_label_values(&[labels[0], ip, reason]);
+                }
+                None => {
+                    let _ = self.dfget_download.remove_label_values(&labels);
+                    let _ = self.dfget_duration.remove_label_values(&labels);
+                    let _ = self.dfget_size_bytes.remove_label_values(&labels);
+                }
             }
         }
     }
@@ -280,14 +320,14 @@ mod tests {
         for ip in ["10.0.0.1", "10.0.0.2"] {
             m.peers.with_label_values(&[ip]).inc();
             m.schedule_duration_ms.with_label_values(&[ip]).observe(0.1);
-            m.dfget_download.with_label_values(&["harbor", ip]).inc();
-            m.dfget_download.with_label_values(&["dfdaemon", ip]).inc();
-            m.dfget_failed.with_label_values(&["harbor", ip, "no space"]).inc();
+            m.count_dfget_run("harbor", ip, super::DfgetOutcome::Failed { backsource_reason: "no space" });
+            m.count_dfget_run("dfdaemon", ip, super::DfgetOutcome::Succeeded { seconds: 3.0, bytes: 10 });
         }
         m.forget_peer("10.0.0.1");
         let text = prometheus::TextEncoder::new().encode_to_string(&m.registry.gather()).unwrap();
         assert!(!text.contains("10.0.0.1"), "{text}");
-        // its gauge, three counters and the 14 lines of its schedule histogram
-        assert_eq!(text.matches("peer=\"10.0.0.2\"").count(), 18, "the other peer's series stay: {text}");
+        // its gauge, the 14 lines of its schedule histogram, two runs, a failure, the bytes of
+        // the success and the 12 lines of its duration histogram
+        assert_eq!(text.matches("peer=\"10.0.0.2\"").count(), 31, "the other peer's series stay: {text}");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::metrics::Metrics;
+use crate::metrics::{DfgetOutcome, Metrics};
 
 /// Reports remembered for de-duplication, oldest forgotten first.
 const REMEMBERED: usize = 100_000;
@@ -67,16 +67,12 @@ impl Handler<DfgetReport> for DfgetReports {
         if !self.first((r.task_id.clone(), r.cid.clone())) {
             return false;
         }
-        let m = &self.metrics;
-        let labels = [r.call_system.as_str(), r.ip.as_str()];
-        m.dfget_download.with_label_values(&labels).inc();
-        if r.success {
-            m.dfget_duration.with_label_values(&labels).observe(r.duration);
-            m.dfget_size_bytes.with_label_values(&labels).inc_by(r.file_length);
+        let outcome = if r.success {
+            DfgetOutcome::Succeeded { seconds: r.duration, bytes: r.file_length }
         } else {
-            m.dfget_failed.with_label_values(&[&r.call_system, &r.ip, &r.backsource_reason]).inc();
-            m.dfgettasks_failed.with_label_values(&[&r.call_system]).inc();
-        }
+            DfgetOutcome::Failed { backsource_reason: &r.backsource_reason }
+        };
+        self.metrics.count_dfget_run(&r.call_system, &r.ip, outcome);
         true
     }
 }

@@ -187,8 +187,9 @@ async fn fetch(job: &RunJob, body: SourceBody, start: Start) -> RunResult {
     let reader = Arc::new(reader);
     job.manager.do_send(TempFileOpened { task_id: job.task_id.clone(), run_id: job.run_id, reader });
     let announce = job.spec.md5.is_empty();
-    // The kept pieces are servable at once.
-    for (n, digest) in resume.iter().filter(|_| announce).flat_map(|p| p.pieces.iter().enumerate()) {
+    // The kept pieces are servable at once (once the whole source matched, for an expected md5).
+    let kept = if announce { resume.as_ref() } else { None };
+    for (n, digest) in kept.iter().flat_map(|p| p.pieces.iter().enumerate()) {
         let (piece_num, written) = (n as u64, (n as u64 + 1) * piece_size);
         let (task_id, run_id, digest) = (job.task_id.clone(), job.run_id, *digest);
         job.manager.do_send(PieceOnDisk { task_id, run_id, piece_size, piece_num, digest, written });

@@ -154,7 +154,7 @@ fn would_serve<'a>(
     if h == cid || client.bad_sources.contains(h) {
         return None;
     }
-    task.clients.get(h).filter(|c| c.serves() && !c.is_down() && c.source_errors < limits.elimination)
+    task.clients.get(h).filter(|c| c.is_usable_source(limits.elimination) && !c.is_down())
 }
 
 /// Whether a holder of piece `n` would serve `client` but for its upload limits.

@@ -233,15 +233,11 @@ impl PieceScheduler {
                 }
                 Source::Peer(src) => {
                     self.metrics.pieces_served.with_label_values(&["peer"]).inc();
-                    if !task.clients.contains_key(src) {
-                        continue;
-                    }
-                    task.count_piece_upload(n, src, true);
                     let Some(s) = task.clients.get(src) else { continue };
                     upload = Some(s.addr());
                     *self.uploads.entry(s.addr()).or_default() += 1;
                     self.metrics.upload_addresses.set(self.uploads.len() as i64);
-                    Assignment {
+                    let a = Assignment {
                         range: slot,
                         piece_num: n,
                         piece_size: task.piece_size,
@@ -251,7 +247,9 @@ impl PieceScheduler {
                         peer_ip: s.ip.to_string(),
                         peer_port: s.port,
                         path: s.path.clone(),
-                    }
+                    };
+                    task.count_piece_upload(n, src, true);
+                    a
                 }
             };
             out.push(a);

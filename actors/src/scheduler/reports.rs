@@ -53,7 +53,7 @@ impl PieceScheduler {
                 if let Some(c) = task.clients.get_mut(cid) {
                     c.mark_have(n);
                     c.failures = 0;
-                    source = c.serves() && c.source_errors < elimination;
+                    source = c.is_usable_source(elimination);
                 }
                 // A source from now on, whichever of dfget's two reports (this poll or
                 // `/peer/piece/suc`) comes first: until then the piece's first copy counts as
@@ -110,7 +110,7 @@ impl Handler<PieceSuccess> for PieceScheduler {
                 }
             }
             let elimination = self.config.elimination_limit;
-            if task.clients.get(&msg.cid).is_some_and(|c| c.serves() && c.source_errors < elimination) {
+            if task.clients.get(&msg.cid).is_some_and(|c| c.is_usable_source(elimination)) {
                 task.add_holder(n as usize, &msg.cid);
             }
         }

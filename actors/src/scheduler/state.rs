@@ -3,7 +3,9 @@
 //! State is kept per client (CID), not per peer: several dfget runs on one host are separate
 //! sources, each with its own uploader address, held pieces and failures.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
@@ -146,6 +148,11 @@ impl Client {
         self.role != ClientRole::DownloadOnly
     }
 
+    /// It uploads at all and has not failed as a source `elimination` times.
+    pub fn is_usable_source(&self, elimination: u32) -> bool {
+        self.serves() && self.source_errors < elimination
+    }
+
     /// A live seed: counted against the seeds allowed per URL and reported by heartbeats.
     pub fn is_seed(&self) -> bool {
         self.role == ClientRole::Seed && self.uploader == Uploader::Up
@@ -217,25 +224,16 @@ impl TaskState {
             return;
         }
         self.cdn_load = self.cdn_load.saturating_sub(1);
-        if let std::collections::hash_map::Entry::Occupied(mut e) = self.cdn_copies.entry(n) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
-        }
+        count_down(&mut self.cdn_copies, n);
     }
 
-    /// Nothing is being served by the supernode any more (a new run, a CDN that moved).
     /// A copy of piece `n` from holder `src` started (`started`) or ended.
     pub fn count_piece_upload(&mut self, n: u64, src: &ClientId, started: bool) {
         let key = (n, src.clone());
         if started {
             *self.piece_uploads.entry(key).or_default() += 1;
-        } else if let std::collections::hash_map::Entry::Occupied(mut e) = self.piece_uploads.entry(key) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
+        } else {
+            count_down(&mut self.piece_uploads, key);
         }
     }
 
@@ -244,6 +242,7 @@ impl TaskState {
         self.piece_uploads.get(&(n, src.clone())).copied().unwrap_or(0)
     }
 
+    /// Nothing is being served by the supernode any more (a new run, a CDN that moved).
     pub fn reset_cdn_load(&mut self) {
         self.cdn_load = 0;
         self.cdn_copies.clear();
@@ -327,5 +326,15 @@ impl TaskState {
     /// `client` holds every piece of the finished task.
     pub fn has_everything(&self, client: &Client) -> bool {
         self.status == CdnStatus::Success && self.piece_total > 0 && client.have_count >= self.piece_total
+    }
+}
+
+/// One fewer of `key` in a count of things in progress; a count that reaches 0 goes.
+fn count_down<K: Hash + Eq>(counts: &mut HashMap<K, u32>, key: K) {
+    if let Entry::Occupied(mut e) = counts.entry(key) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
+        }
     }
 }
